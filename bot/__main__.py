@@ -1,0 +1,181 @@
+"""Command line of the bot: train, parse, evaluate, shell, serve-rasa, settings-doc."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from .content import Content, ContentError
+from .evaluation import Report, heldout_cases, split_cases
+from .policy import Bot
+from .rasa_server import RasaProcess, ensure_model, ensure_rasa, free_port
+from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
+from .training import TrainingError, load_heldout, train
+from .types import DialogueState
+
+DEFAULT_HELDOUT = PROJECT_ROOT / "tests" / "data" / "heldout.yml"
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    model = train(settings, on_output=(lambda line: _err(line)) if args.verbose else None)
+    print(model)
+    return 0
+
+
+async def _parse_lines(bot: Bot, lines, ui_language: str | None) -> None:
+    for line in lines:
+        text = line.rstrip("\n")
+        if not text.strip():
+            continue
+        result = await bot.parse(text, ui_language)
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+
+
+def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
+    """Run `work(bot)` against Rasa: `process` when given (stopped afterwards),
+    else the configured server, or one started for the purpose."""
+    started = process if process is not None else ensure_rasa(settings, log=_err)
+    bot = Bot.from_settings(settings)
+
+    async def run():
+        try:
+            return await work(bot)
+        finally:
+            await bot.close()
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if started:
+            started.stop()
+
+
+def cmd_parse(settings: Settings, args: argparse.Namespace) -> int:
+    _run_with_bot(settings, lambda bot: _parse_lines(bot, sys.stdin, args.language))
+    return 0
+
+
+async def evaluate_cases(bot: Bot, cases) -> Report:
+    report = Report()
+    for case in cases:
+        result = await bot.parse(case.text, case.language)
+        report.add(case, result.intent)
+    return report
+
+
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    process = None
+    if args.split:
+        content = Content.load(settings.training_data_dir)
+        cases = split_cases(content, args.split)
+        _err(f"Training on the other {1 - args.split:.0%} of the examples; testing on {len(cases)}...")
+        tmp = tempfile.mkdtemp(prefix="polku-eval-")
+        model = train(settings, content=content, out_dir=tmp, exclude=[c.text for c in cases])
+        process = RasaProcess(settings, model, free_port(), log_path=Path(tmp) / "rasa.log").start().wait_ready()
+        settings = settings.replace(POLKU_RASA_URL=process.url)
+    else:
+        cases = heldout_cases(load_heldout(args.heldout))
+    report: Report = _run_with_bot(settings, lambda bot: evaluate_cases(bot, cases), process)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else report.format())
+    if args.errors and not args.json:
+        print("\nMisclassified:")
+        for case, predicted in report.errors():
+            print(f"  [{case.language}] {case.expected} -> {predicted}: {case.text}")
+    return 0
+
+
+def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
+    print("Polku chat bot. Write a message (Ctrl-D to quit).")
+
+    async def run(bot: Bot) -> None:
+        state = DialogueState()
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            if not line.strip():
+                continue
+            turn = await bot.handle(line, state, args.language)
+            state = turn.state
+            for reply in turn.replies:
+                print(f"bot> {reply.text}")
+                for qr in reply.quick_replies:
+                    print(f"     [{qr.title}] -> {qr.payload}")
+            if turn.handoff:
+                print(f"     (handoff to the counsellor queue: {turn.handoff.reason}, "
+                      f"priority {turn.handoff.priority})")
+            print(f"     ({turn.parse.intent} {turn.parse.confidence:.2f} {turn.parse.language})")
+
+    _run_with_bot(settings, run)
+    return 0
+
+
+def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
+    """Run Rasa in the foreground on the newest model (training one when there is none)."""
+    process = ensure_rasa(settings, log=_err)
+    if process is None:
+        _err(f"Rasa already answers at {settings.rasa_url}")
+        return 0
+    _err(f"Rasa ready at {process.url}")
+    try:
+        process.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        process.stop()
+    return 0
+
+
+def cmd_ensure_model(settings: Settings, args: argparse.Namespace) -> int:
+    print(ensure_model(settings, log=_err))
+    return 0
+
+
+def cmd_settings_doc(settings: Settings, args: argparse.Namespace) -> int:
+    sys.stdout.write(settings_markdown())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train the Rasa model from training_data/")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Rasa's output")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("parse", help="one message per line in, one JSON object per line out")
+    p.add_argument("--language", choices=["fi", "sv", "en"], help="the widget's language (tie-breaker)")
+    p.set_defaults(func=cmd_parse)
+    p = sub.add_parser("evaluate", help="per-intent and per-language precision/recall")
+    p.add_argument("--heldout", default=str(DEFAULT_HELDOUT), help="held-out YAML (text, lang, intent)")
+    p.add_argument("--split", type=float, default=0.0,
+                   help="instead: train on the rest and test on this share of the training examples")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--errors", action="store_true", help="list the misclassified messages")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("shell", help="chat with the bot in the terminal")
+    p.add_argument("--language", choices=["fi", "sv", "en"])
+    p.set_defaults(func=cmd_shell)
+    sub.add_parser("serve-rasa", help="run the Rasa server on the newest model").set_defaults(func=cmd_serve_rasa)
+    sub.add_parser("ensure-model", help="train a model when there is none").set_defaults(func=cmd_ensure_model)
+    sub.add_parser("settings-doc", help="print docs/settings.md").set_defaults(func=cmd_settings_doc)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return args.func(settings, args)
+    except (SettingsError, ContentError, TrainingError) as exc:
+        _err(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

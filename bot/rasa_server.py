@@ -1,0 +1,108 @@
+"""Start and stop the Rasa server process (``rasa run --enable-api``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .settings import Settings
+from .training import TrainingError, latest_model, rasa_env, rasa_executable, train
+
+RASA_READY_TIMEOUT_SECS = 180.0
+
+
+def rasa_answers(url: str, timeout_secs: float = 1.0) -> bool:
+    """True when a Rasa server with a loaded model answers at `url`."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout_secs) as resp:
+            return resp.status == 200 and b"model_file" in resp.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RasaProcess:
+    """One `rasa run` child process on a model; `extra_args` adds e.g. a socketio channel."""
+
+    def __init__(self, settings: Settings, model: Path, port: int, *, host: str = "127.0.0.1",
+                 extra_args: tuple[str, ...] = (), log_path: Path | None = None,
+                 cwd: Path | None = None) -> None:
+        self.settings = settings
+        self.model = Path(model).resolve()
+        self.port = port
+        self.host = host
+        self.extra_args = extra_args
+        self.log_path = log_path or settings.data_dir / "rasa.log"
+        self.cwd = cwd or settings.data_dir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "RasaProcess":
+        cmd = [str(rasa_executable(self.settings)), "run", "--enable-api", "-m", str(self.model),
+               "-i", self.host, "-p", str(self.port), *self.extra_args]
+        if self.settings.rasa_token:
+            cmd += ["--auth-token", self.settings.rasa_token]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=rasa_env(), stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def wait_ready(self, timeout_secs: float = RASA_READY_TIMEOUT_SECS) -> "RasaProcess":
+        deadline = time.monotonic() + timeout_secs
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise TrainingError(f"Rasa exited with {self.proc.returncode}; see {self.log_path}")
+            if rasa_answers(self.url):
+                return self
+            time.sleep(0.5)
+        raise TrainingError(f"Rasa did not become ready in {timeout_secs:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def ensure_model(settings: Settings, log=print) -> Path:
+    """The newest trained model; trains one first when there is none."""
+    model = latest_model(settings.model_dir)
+    if model is None:
+        log("No trained model yet: training one from training_data/ (about a minute)...")
+        model = train(settings)
+        log(f"Trained {model.name}")
+    return model
+
+
+def ensure_rasa(settings: Settings, log=print) -> RasaProcess | None:
+    """Use the configured Rasa server when it answers; otherwise start one on
+    the newest model at the configured URL's port. Returns the process we
+    started (the caller stops it), or None when one was already running."""
+    if rasa_answers(settings.rasa_url):
+        return None
+    parsed = urlparse(settings.rasa_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise TrainingError(f"Rasa at {settings.rasa_url} does not answer and is not local; start it there.")
+    model = ensure_model(settings, log)
+    log(f"Starting Rasa on {model.name} at {settings.rasa_url} (about 20 s)...")
+    return RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname).start().wait_ready()

@@ -1,0 +1,108 @@
+"""Training data, answers and service facts: complete, valid, and apart from the held-out set."""
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from bot.content import CONTRACT_INTENTS, SMALL_TALK_INTENTS, TOPIC_INTENTS, Content, ContentError
+from bot.redact import redact
+from bot.settings import PROJECT_ROOT
+
+DATA = PROJECT_ROOT / "training_data"
+CONTRACT = PROJECT_ROOT.parent / "shared" / "spec" / "intents.md"
+
+
+@pytest.fixture(scope="module")
+def content():
+    return Content.load(DATA)
+
+
+def _norm(text):
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def test_intent_ids_match_the_contract():
+    if CONTRACT.exists():
+        ids = re.findall(r"^\| `([a-z_]+)`", CONTRACT.read_text(encoding="utf-8"), flags=re.M)
+        assert tuple(ids) == CONTRACT_INTENTS
+    assert set(TOPIC_INTENTS) | SMALL_TALK_INTENTS == set(CONTRACT_INTENTS)
+
+
+def test_every_intent_has_enough_examples_per_language(content):
+    for intent in CONTRACT_INTENTS:
+        examples = content.intents[intent].examples
+        minimum = {"fi": 40, "sv": 15, "en": 15} if intent in TOPIC_INTENTS else {"fi": 10, "sv": 5, "en": 5}
+        for lang, count in minimum.items():
+            assert len(examples.get(lang, [])) >= count, f"{intent}/{lang}: {len(examples.get(lang, []))} < {count}"
+
+
+def test_no_example_is_in_two_intents(content):
+    owner = {}
+    for intent, data in content.intents.items():
+        for examples in data.examples.values():
+            for example in examples:
+                key = _norm(example)
+                assert owner.setdefault(key, intent) == intent, f"{example!r} in {owner[key]} and {intent}"
+
+
+def test_heldout_set_is_apart_from_training(content):
+    trained = {_norm(e) for d in content.intents.values() for v in d.examples.values() for e in v}
+    heldout = yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "heldout.yml").read_text(encoding="utf-8"))
+    leaked = [item["text"] for item in heldout if _norm(item["text"]) in trained]
+    assert not leaked, f"held-out messages found in training data: {leaked}"
+    assert {item["intent"] for item in heldout} == set(CONTRACT_INTENTS)
+
+
+def test_training_data_holds_no_personal_data(content):
+    for intent, data in content.intents.items():
+        for examples in data.examples.values():
+            for example in examples:
+                assert redact(example) == example, f"{intent}: personal data in {example!r}"
+
+
+def test_every_intent_and_notice_answers_in_three_languages(content):
+    for rid in [*CONTRACT_INTENTS, "fallback", "fallback_handoff", "nlu_unavailable", "handoff_queued",
+                "handoff_joined", "handoff_closed", "counsellors_unavailable", "welcome"]:
+        for lang in ("fi", "sv", "en"):
+            reply = content.reply(rid, lang, position=2, wait_minutes=5, counsellor_name="Anna")
+            assert reply.text and "{" not in reply.text, f"{rid}/{lang}: {reply.text!r}"
+
+
+def test_topic_answers_offer_a_counsellor_or_contact(content):
+    for intent in TOPIC_INTENTS:
+        if intent in ("request_counsellor", "out_of_scope", "crisis"):
+            continue
+        reply = content.reply(intent, "fi")
+        payloads = {qr.payload for qr in reply.quick_replies}
+        assert "/request_counsellor" in payloads or "Polku" in reply.text, intent
+
+
+def test_crisis_answer_gives_emergency_guidance_first(content):
+    for lang in ("fi", "sv", "en"):
+        text = content.reply("crisis", lang).text
+        assert "112" in text[:200], f"crisis/{lang} must start with the emergency number"
+
+
+def test_validation_points_at_the_broken_item(training_copy):
+    path = training_copy / "responses.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["thanks"]["text"]["sv"] = ""
+    data["greet"]["text"]["en"] += " {no_such_fact}"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        Content.load(training_copy)
+    assert "response thanks: empty or missing sv text" in str(err.value)
+    assert "unknown placeholder {no_such_fact}" in str(err.value)
+
+
+def test_opening_hours_tell_whether_chat_is_open(content):
+    tz = ZoneInfo("Europe/Helsinki")
+    monday_noon = datetime(2026, 11, 23, 12, 0, tzinfo=tz)
+    sunday_noon = datetime(2026, 11, 22, 12, 0, tzinfo=tz)
+    monday_night = datetime(2026, 11, 23, 23, 0, tzinfo=tz)
+    assert content.is_open("chat", monday_noon)
+    assert not content.is_open("chat", sunday_noon)
+    assert not content.is_open("chat", monday_night)
