@@ -1,0 +1,201 @@
+"""The inbox of what the bot did not understand: resident messages that got
+the fallback, or an intent with low confidence (below
+POLKU_INBOX_CONFIDENCE_BELOW), grouped by similarity, each with the model's
+best guesses. An admin assigns a message (or a whole group) to an intent,
+which adds it to the training data as an example in the message's language,
+recorded and undoable like any edit; or dismisses it.
+
+The texts are the stored ones, already redacted ([PHONE], [HETU]...); the
+admin may still edit a text before it becomes an example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from bot.types import FALLBACK_INTENT, LANGUAGES
+
+from ..admin_models import InboxDecision, MessageGuess
+from ..models import Message, utcnow
+from . import similarity
+from .changes import ContentService, StaffRef
+from .checks import normalise_example, problem
+from .editing import Edit, EditRefused, TrainingData
+
+log = logging.getLogger(__name__)
+
+INBOX_LIMIT = 500  # newest open messages grouped per view
+GUESSES_KEPT = 3
+RECOMPUTE_PER_VIEW = 50  # messages without stored guesses asked from the model per view
+RECOMPUTE_TIMEOUT_SECS = 5.0
+
+
+class InboxError(ValueError):
+    pass
+
+
+class Inbox:
+    def __init__(self, server: Any, content: ContentService) -> None:
+        self.server = server
+        self.content = content
+        self.threshold = server.settings.inbox_confidence_below
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _open_query(self):
+        return (
+            select(Message.id, Message.text, Message.language, Message.intent, Message.confidence,
+                   Message.created_at, MessageGuess.guesses)
+            .outerjoin(MessageGuess, MessageGuess.message_id == Message.id)
+            .outerjoin(InboxDecision, InboxDecision.message_id == Message.id)
+            .where(Message.sender == "resident", Message.intent.is_not(None),
+                   InboxDecision.message_id.is_(None),
+                   or_(Message.intent == FALLBACK_INTENT, Message.confidence < self.threshold))
+            .order_by(Message.id.desc()).limit(INBOX_LIMIT))
+
+    async def items(self) -> list[dict[str, Any]]:
+        async with self.server.store.reading() as session:
+            rows = (await session.execute(self._open_query())).all()
+        items = [{"message_id": r.id, "text": r.text, "language": r.language, "intent": r.intent,
+                  "confidence": round(r.confidence or 0.0, 3), "at": r.created_at.isoformat(),
+                  "guesses": [{"intent": g[0], "confidence": round(float(g[1]), 3)} for g in (r.guesses or [])]}
+                 for r in rows if not r.text.startswith("/")]
+        await self._recompute_missing(items)
+        items.sort(key=lambda item: item["message_id"])
+        return items
+
+    async def _recompute_missing(self, items: list[dict]) -> None:
+        """Guesses for messages stored without them (older ones, or while Rasa was down)."""
+        parse = getattr(self.server.bot, "parse", None)
+        missing = [item for item in items if not item["guesses"]][:RECOMPUTE_PER_VIEW]
+        if parse is None or not missing:
+            return
+        found: dict[int, list] = {}
+        for item in missing:
+            try:
+                async with asyncio.timeout(RECOMPUTE_TIMEOUT_SECS):
+                    result = await parse(item["text"], item["language"])
+            except Exception as exc:
+                log.info("could not recompute inbox guesses: %s", type(exc).__name__)
+                break
+            if not result.nlu_available:
+                break  # Rasa is down: try again next time
+            guesses = [[name, round(conf, 4)] for name, conf in result.ranking[:GUESSES_KEPT]]
+            if guesses:
+                found[item["message_id"]] = guesses
+                item["guesses"] = [{"intent": n, "confidence": round(c, 3)} for n, c in guesses]
+        if found:
+            try:
+                async with self.server.store.transaction() as tx:
+                    for message_id, guesses in found.items():
+                        tx.session.add(MessageGuess(message_id=message_id, guesses=guesses))
+            except IntegrityError:
+                pass  # another view stored them first
+
+    async def groups(self) -> dict[str, Any]:
+        items = await self.items()
+        texts = [item["text"] for item in items]
+        vectors = similarity.tfidf(texts)
+        out = []
+        for indices in similarity.group(texts):
+            members = [items[i] for i in indices]
+            label = items[similarity.most_central(indices, vectors)]["text"]
+            out.append({"id": members[0]["message_id"], "label": label, "size": len(members),
+                        "guesses": _group_guesses(members), "items": members,
+                        "languages": sorted({m["language"] for m in members if m["language"]}),
+                        "newest": max(m["at"] for m in members)})
+        # Biggest groups first; among equals, the most recent first.
+        out.sort(key=lambda g: g["newest"], reverse=True)
+        out.sort(key=lambda g: g["size"], reverse=True)
+        return {"groups": out, "total": len(items), "threshold": self.threshold}
+
+    # --- deciding ------------------------------------------------------------------------
+
+    async def _messages(self, message_ids: list[int]) -> list[Any]:
+        ids = _ids(message_ids)
+        async with self.server.store.reading() as session:
+            rows = (await session.execute(
+                select(Message.id, Message.text, Message.language).where(
+                    Message.id.in_(ids), Message.sender == "resident"))).all()
+        if len(rows) != len(ids):
+            raise InboxError("some messages no longer exist (deleted meanwhile?)")
+        return sorted(rows, key=lambda r: r.id)
+
+    async def assign(self, message_ids: list[int], intent: str, texts: dict, staff: StaffRef) -> dict:
+        """Add the messages to ``intent``'s examples (each in its own language)."""
+        messages = await self._messages(message_ids)
+        texts = {int(k): v for k, v in (texts or {}).items() if str(k).isdigit()}
+        default_language = self.server.settings.default_language
+        edit_of: dict[int, int] = {}  # message id -> index of its edit
+
+        def build(data: TrainingData) -> list[Edit]:
+            if intent not in data.intents:
+                raise EditRefused([problem("malformed", {"kind": "intent", "intent": intent},
+                                           detail=f"no topic {intent}")])
+            edits: list[Edit] = []
+            for message in messages:
+                language = message.language if message.language in LANGUAGES else default_language
+                text = texts.get(message.id, message.text)
+                if not isinstance(text, str):
+                    raise EditRefused([problem("malformed", {"kind": "message", "message_id": message.id},
+                                               detail="text must be text")])
+                text = " ".join(text.split())
+                known = {normalise_example(x) for x in data.examples(intent, language)}
+                known |= {normalise_example(e.after) for e in edits if e.key["language"] == language}
+                if normalise_example(text) in known:
+                    continue  # already an example: nothing to add
+                edit_of[message.id] = len(edits)
+                edits.append(Edit("example", {"intent": intent, "language": language}, None, text))
+            return edits
+
+        changes = await self.content.submit_edits(build, staff, source="inbox")
+        await self._decide([m.id for m in messages], "assigned", intent, staff,
+                           {mid: changes[i]["id"] for mid, i in edit_of.items() if i < len(changes)})
+        return {"assigned": len(messages), "changes": changes}
+
+    async def dismiss(self, message_ids: list[int], staff: StaffRef) -> dict:
+        messages = await self._messages(message_ids)
+        await self._decide([m.id for m in messages], "dismissed", None, staff, {})
+        return {"dismissed": len(messages)}
+
+    async def restore(self, message_ids: list[int]) -> dict:
+        """Back to the inbox (a dismissal taken back)."""
+        ids = _ids(message_ids)
+        async with self.server.store.transaction() as tx:
+            await tx.session.execute(delete(InboxDecision).where(
+                InboxDecision.message_id.in_(ids), InboxDecision.action == "dismissed"))
+        return {"restored": len(ids)}
+
+    async def _decide(self, ids: list[int], action: str, intent: str | None, staff: StaffRef,
+                      change_ids: dict[int, int]) -> None:
+        now = utcnow()
+        async with self.server.store.transaction() as tx:
+            await tx.session.execute(delete(InboxDecision).where(InboxDecision.message_id.in_(ids)))
+            for message_id in ids:
+                tx.session.add(InboxDecision(message_id=message_id, action=action, intent=intent,
+                                             change_id=change_ids.get(message_id), staff_id=staff.id,
+                                             staff_name=staff.name, at=now))
+
+
+def _ids(message_ids: Any) -> list[int]:
+    if not isinstance(message_ids, list) or not message_ids or len(message_ids) > INBOX_LIMIT:
+        raise InboxError("message_ids must be a list of 1 to 500 ids")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in message_ids):
+        raise InboxError("message ids are numbers")
+    return sorted(set(message_ids))
+
+
+def _group_guesses(members: list[dict]) -> list[dict]:
+    """The group's likeliest intents: mean confidence over its members, best three."""
+    totals: dict[str, float] = defaultdict(float)
+    for member in members:
+        for guess in member["guesses"]:
+            totals[guess["intent"]] += guess["confidence"]
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:GUESSES_KEPT]
+    return [{"intent": name, "confidence": round(total / len(members), 3)} for name, total in ranked]

@@ -1,0 +1,224 @@
+"""The trained models, which one Rasa serves, and switching between them.
+
+Models trained from the admin page land in ``<POLKU_MODEL_DIR>/candidates``,
+where ``latest_model`` (what a restarted Rasa serves) does not look. An
+activated model is moved up into ``POLKU_MODEL_DIR`` and its file time set
+to now, so that it is also the one served after a restart; rolling back to
+an older model does the same for that one.
+
+Activation asks the running Rasa to load the model (``PUT /model``) while
+``ActivationFlag`` keeps every parse patient (see nlu_guard.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select
+
+from ..admin_models import BotModel, ModelActivation
+from ..models import utcnow
+from .changes import StaffRef
+from .locks import cluster_lock
+from .nlu_guard import ActivationFlag
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = "candidates"
+MODEL_SUFFIX = ".tar.gz"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.tar\.gz")
+ACTIVATION_TIMEOUT_SECS = 300.0
+STATUS_TIMEOUT_SECS = 3.0
+
+
+class ActivationError(RuntimeError):
+    """The model could not be activated; Rasa keeps the model it had."""
+
+
+class ActivationBusy(ActivationError):
+    pass
+
+
+class ModelNotFound(ActivationError):
+    pass
+
+
+def model_stem(path: Path) -> str:
+    return path.name[: -len(MODEL_SUFFIX)]
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The .json that bot.training writes beside a model (trained_at, examples)."""
+    try:
+        return json.loads(path.with_name(model_stem(path) + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+class ModelRegistry:
+    def __init__(self, server: Any, flag: ActivationFlag) -> None:
+        self.server = server
+        self.settings = server.settings
+        self.flag = flag
+        self.model_dir = Path(self.settings.model_dir)
+        self._lock = asyncio.Lock()
+
+    @property
+    def candidates_dir(self) -> Path:
+        return self.model_dir / CANDIDATES
+
+    def files(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for folder in (self.candidates_dir, self.model_dir):
+            if folder.is_dir():
+                found.update({p.name: p for p in folder.glob("*" + MODEL_SUFFIX)})
+        return found
+
+    def path_of(self, name: str) -> Path | None:
+        if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+            return None
+        return self.files().get(name)
+
+    # --- Rasa ---------------------------------------------------------------------------
+
+    def _params(self) -> dict[str, str]:
+        return {"token": self.settings.rasa_token} if self.settings.rasa_token else {}
+
+    async def active_name(self) -> str | None:
+        """The model file the running Rasa serves (None when it does not answer)."""
+        timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECS)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(self.settings.rasa_url.rstrip("/") + "/status",
+                                       params=self._params()) as response:
+                    if response.status != 200:
+                        return None
+                    body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        name = body.get("model_file") if isinstance(body, dict) else None
+        return os.path.basename(name) if isinstance(name, str) and name else None
+
+    # --- listing -------------------------------------------------------------------------
+
+    async def register(self, name: str, *, trained_by: str | None, examples: int | None,
+                       evaluation: dict | None, trained_at: datetime | None = None) -> None:
+        async with self.server.store.transaction() as tx:
+            row = await tx.session.get(BotModel, name)
+            if row is None:
+                row = BotModel(name=name, trained_at=trained_at or utcnow())
+                tx.session.add(row)
+            row.trained_by_name = trained_by
+            row.examples = examples
+            if evaluation is not None:
+                row.evaluation = evaluation
+
+    async def evaluation_of(self, name: str) -> dict | None:
+        async with self.server.store.reading() as session:
+            row = await session.get(BotModel, name)
+            return row.evaluation if row is not None else None
+
+    async def listing(self) -> dict[str, Any]:
+        files = self.files()
+        active = await self.active_name()
+        async with self.server.store.reading() as session:
+            rows = {r.name: r for r in (await session.execute(select(BotModel))).scalars()}
+            activations = (await session.execute(
+                select(ModelActivation).order_by(ModelActivation.id.desc()))).scalars().all()
+        last_activation: dict[str, ModelActivation] = {}
+        for activation in activations:
+            last_activation.setdefault(activation.model_name, activation)
+        models = []
+        for name, path in files.items():
+            meta = read_meta(path)
+            row = rows.get(name)
+            trained_at = row.trained_at if row is not None else datetime.fromtimestamp(
+                float(meta.get("trained_at") or path.stat().st_mtime), timezone.utc)
+            evaluation = row.evaluation if row is not None else None
+            activation = last_activation.get(name)
+            models.append({
+                "name": name,
+                "trained_at": trained_at.isoformat(),
+                "trained_by": row.trained_by_name if row is not None else None,
+                "examples": (row.examples if row is not None and row.examples is not None
+                             else meta.get("examples")),
+                "accuracy": evaluation.get("accuracy") if evaluation else None,
+                "by_language": evaluation.get("by_language") if evaluation else None,
+                "candidate": path.parent == self.candidates_dir,
+                "active": name == active,
+                "activated_at": activation.at.isoformat() if activation else None,
+                "activated_by": activation.staff_name if activation else None,
+            })
+        models.sort(key=lambda m: m["trained_at"], reverse=True)
+        return {"active": active, "models": models,
+                "rasa_answers": active is not None}
+
+    # --- activation ------------------------------------------------------------------------
+
+    async def activate(self, name: str, staff: StaffRef) -> dict[str, Any]:
+        """Have the running Rasa serve ``name``; returns how long the swap took."""
+        path = self.path_of(name)
+        if path is None:
+            raise ModelNotFound(f"no model {name}")
+        if self._lock.locked():
+            raise ActivationBusy("another activation is in progress")
+        key = self.settings.redis_prefix + "admin:activation-lock"
+        async with self._lock, cluster_lock(self.server.redis, key, int(ACTIVATION_TIMEOUT_SECS)) as got:
+            if not got:
+                raise ActivationBusy("another activation is in progress")
+            previous = await self.active_name()
+            path = await asyncio.to_thread(self._promote, path)
+            started = time.monotonic()
+            async with self.flag.raised():
+                await self._put_model(path)
+                now_active = await self.active_name()
+            swap_secs = time.monotonic() - started
+            if now_active != name:
+                raise ActivationError(f"Rasa serves {now_active} after loading {name}")
+            await asyncio.to_thread(_touch, path)
+            async with self.server.store.transaction() as tx:
+                tx.session.add(ModelActivation(model_name=name, previous_model=previous, at=utcnow(),
+                                               staff_id=staff.id, staff_name=staff.name,
+                                               swap_secs=round(swap_secs, 3)))
+        log.info("model %s activated (was %s) in %.1f s", name, previous, swap_secs)
+        return {"model": name, "previous": previous, "swap_secs": round(swap_secs, 3)}
+
+    def _promote(self, path: Path) -> Path:
+        """Move a candidate up into the model directory (with its .json)."""
+        if path.parent != self.candidates_dir:
+            return path
+        target = self.model_dir / path.name
+        meta = path.with_name(model_stem(path) + ".json")
+        if meta.exists():
+            os.replace(meta, self.model_dir / meta.name)
+        os.replace(path, target)
+        return target
+
+    async def _put_model(self, path: Path) -> None:
+        timeout = aiohttp.ClientTimeout(total=ACTIVATION_TIMEOUT_SECS)
+        url = self.settings.rasa_url.rstrip("/") + "/model"
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.put(url, json={"model_file": str(path.resolve())},
+                                       params=self._params()) as response:
+                    if response.status not in (200, 204):
+                        detail = (await response.text())[:300]
+                        raise ActivationError(f"Rasa answered HTTP {response.status}: {detail}")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise ActivationError(f"Rasa at {self.settings.rasa_url} did not load the model: "
+                                  f"{type(exc).__name__}") from exc
+
+
+def _touch(path: Path) -> None:
+    """Newest by file time: a restarted Rasa serves this one (bot.training.latest_model)."""
+    now = time.time()
+    os.utime(path, (now, now))

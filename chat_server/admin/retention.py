@@ -1,0 +1,186 @@
+"""Retention: conversations are kept POLKU_RETENTION_DAYS after their last
+message, then deleted, their statistics first rolled up into daily counts
+(in the same transaction: a figure is never lost nor counted twice).
+
+Deleting a conversation deletes its messages, handoff transitions, notes,
+tags and inbox entries (foreign keys cascade) and, explicitly, its callback
+requests (whose contact details would otherwise outlive it). The audit log
+keeps the ids of what staff did, never text.
+
+A periodic task in every chat server process; only one acts at a time (a
+Redis lock when Redis is configured). Conversations still queued or with a
+counsellor are never deleted.
+
+Admins can also export one conversation (JSON) or delete it on request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import column, delete, inspect, select, table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .. import handoff as hs
+from ..admin_models import RetentionRun
+from ..models import Conversation, HandoffTransition, Message, utcnow
+from .locks import cluster_lock
+from .statistics import Statistics
+
+log = logging.getLogger(__name__)
+
+RETENTION_FIRST_RUN_SECS = 60.0  # after start: not while a fleet of processes is booting
+RETENTION_INTERVAL_SECS = 3600.0
+RETENTION_BATCH = 200  # conversations per transaction
+RETENTION_LOCK_SECS = 1800
+ACTIVE_STATES = (hs.QUEUED, hs.COUNSELLOR)
+
+_callbacks = table("callback_requests", column("conversation_id"))
+
+# Related rows of other features put into an export, when their tables exist.
+EXPORT_TABLES = {
+    "callback_requests": ("id", "status", "name", "phone", "preferred_time", "topic", "language",
+                          "consent_at", "created_at", "done_at"),
+    "conversation_notes": ("id", "text", "created_at"),
+    "conversation_tags": ("id", "tag", "label", "created_at"),
+}
+
+
+class ConversationActive(ValueError):
+    """The conversation is queued or with a counsellor: close it first."""
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class Retention:
+    def __init__(self, server: Any, statistics: Statistics) -> None:
+        self.server = server
+        self.statistics = statistics
+        self.days = server.settings.retention_days
+        self._running = asyncio.Lock()
+
+    @property
+    def lock_key(self) -> str:
+        return self.server.settings.redis_prefix + "admin:retention-lock"
+
+    async def _delete(self, session: AsyncSession, ids: list[int]) -> None:
+        """Roll the conversations' counts up, then delete them (inside the caller's transaction)."""
+        counts = await self.statistics.counts_of_conversations(session, ids)
+        await self.statistics.add_aggregates(session, counts)
+        if "callback_requests" in await self.statistics.tables(session):
+            await session.execute(delete(_callbacks).where(_callbacks.c.conversation_id.in_(ids)))
+        await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+
+    async def run(self, *, trigger: str = "schedule", now: datetime | None = None) -> int | None:
+        """Delete what is past retention. The number deleted; None when another process is at it."""
+        if self.days <= 0:
+            return 0
+        cutoff = (now or utcnow()) - timedelta(days=self.days)
+        async with self._running, cluster_lock(self.server.redis, self.lock_key, RETENTION_LOCK_SECS) as got:
+            if not got:
+                return None
+            deleted = 0
+            while True:
+                async with self.server.store.transaction() as tx:
+                    ids = list((await tx.session.execute(
+                        select(Conversation.id).where(Conversation.last_activity_at < cutoff,
+                                                      Conversation.handoff_state.not_in(ACTIVE_STATES))
+                        .order_by(Conversation.id).limit(RETENTION_BATCH))).scalars())
+                    if ids:
+                        await self._delete(tx.session, ids)
+                deleted += len(ids)
+                if len(ids) < RETENTION_BATCH:
+                    break
+            async with self.server.store.transaction() as tx:
+                tx.session.add(RetentionRun(at=utcnow(), cutoff=cutoff, conversations_deleted=deleted,
+                                            trigger=trigger))
+        if deleted:
+            log.info("retention deleted %d conversations older than %d days", deleted, self.days)
+        return deleted
+
+    async def loop(self) -> None:
+        await asyncio.sleep(RETENTION_FIRST_RUN_SECS)
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round tries again
+                log.error("retention run failed: %s", type(exc).__name__)
+            await asyncio.sleep(RETENTION_INTERVAL_SECS)
+
+    async def status(self) -> dict[str, Any]:
+        async with self.server.store.reading() as session:
+            last = (await session.execute(
+                select(RetentionRun).order_by(RetentionRun.id.desc()).limit(1))).scalar_one_or_none()
+            oldest = (await session.execute(
+                select(Conversation.last_activity_at).order_by(Conversation.last_activity_at).limit(1)
+            )).scalar_one_or_none()
+        return {"days": self.days,
+                "last_run": None if last is None else {
+                    "at": last.at.isoformat(), "deleted": last.conversations_deleted,
+                    "trigger": last.trigger, "cutoff": last.cutoff.isoformat()},
+                "oldest_activity": _iso(oldest)}
+
+    # --- one conversation, on request ---------------------------------------------------------
+
+    async def export(self, conversation_id: int) -> dict[str, Any] | None:
+        """Everything kept of one conversation, as JSON-able data (None if there is none)."""
+        async with self.server.store.reading() as session:
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return None
+            messages = (await session.execute(select(Message).where(
+                Message.conversation_id == conversation_id).order_by(Message.id))).scalars().all()
+            moves = (await session.execute(select(HandoffTransition).where(
+                HandoffTransition.conversation_id == conversation_id).order_by(HandoffTransition.id))).scalars().all()
+            related = await self._related(session, conversation_id)
+        return {
+            "conversation": {
+                "id": conversation.id, "created_at": _iso(conversation.created_at),
+                "last_activity_at": _iso(conversation.last_activity_at), "language": conversation.language,
+                "topic": conversation.topic, "handoff_state": conversation.handoff_state,
+                "handoff_reason": conversation.handoff_reason, "priority": conversation.priority},
+            "messages": [{"id": m.id, "sender": m.sender, "text": m.text, "time": _iso(m.created_at),
+                          "language": m.language, "intent": m.intent, "confidence": m.confidence,
+                          "response_id": m.response_id, "quick_replies": m.quick_replies} for m in messages],
+            "handoff_transitions": [{"from": t.from_state, "to": t.to_state, "actor": t.actor,
+                                     "reason": t.reason, "at": _iso(t.at)} for t in moves],
+            **related,
+            "exported_at": _iso(utcnow()),
+            "note": "Resident messages are stored redacted (identity codes, phone numbers, "
+                    "e-mail addresses and IBANs replaced).",
+        }
+
+    async def _related(self, session: AsyncSession, conversation_id: int) -> dict[str, list]:
+        conn = await session.connection()
+        present = await conn.run_sync(lambda sync: {
+            name: {c["name"] for c in inspect(sync).get_columns(name)}
+            for name in inspect(sync).get_table_names() if name in EXPORT_TABLES})
+        out: dict[str, list] = {}
+        for name, wanted in EXPORT_TABLES.items():
+            if name not in present:
+                continue
+            cols = [c for c in wanted if c in present[name]]
+            t = table(name, *(column(c) for c in cols), column("conversation_id"))
+            rows = (await session.execute(select(*(t.c[c] for c in cols))
+                                          .where(t.c.conversation_id == conversation_id))).all()
+            out[name] = [{c: _iso(v) for c, v in zip(cols, row)} for row in rows]
+        return out
+
+    async def delete_one(self, conversation_id: int) -> bool:
+        """Delete one conversation now (its counts rolled up first). False if there is none."""
+        async with self.server.store.transaction() as tx:
+            conversation = await tx.lock_conversation(conversation_id)
+            if conversation is None:
+                return False
+            if conversation.handoff_state in ACTIVE_STATES:
+                raise ConversationActive(conversation.handoff_state)
+            await self._delete(tx.session, [conversation_id])
+        log.info("conversation %s deleted on request", conversation_id)
+        return True

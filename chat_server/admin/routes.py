@@ -1,0 +1,327 @@
+"""HTTP of the admin pages: the page itself (/admin) and its JSON API
+(/admin/api/...). Admins only; every state-changing request carries the
+CSRF token (checked by auth's middleware). Errors are turned into JSON in
+one place (``_errors``): {"error": code, "detail": ..., "problems": [...]}.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ..auth import audit, csrf_token, require_staff, secure_cookies, staff_page_headers, ui_language
+from .changes import StaffRef, UndoRefused
+from .editing import EditConflict, EditRefused
+from .inbox import InboxError
+from .registry import ActivationBusy, ActivationError, ModelNotFound
+from .retention import ConversationActive
+from .statistics import MEASURES, to_csv
+from .training_jobs import TrainingBusy
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
+_STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,60}\.(js|css|svg)")
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+MAX_JSON_BYTES = 256 * 1024
+DEFAULT_REPORT_DAYS = 30
+LANGUAGE_COOKIE = "polku_ui_lang"  # auth.ui_language reads it
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _admin(request: web.Request):
+    from . import ADMIN_KEY
+
+    return request.app[ADMIN_KEY]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return staff_page_headers(web.json_response(body, status=status, dumps=lambda o: json.dumps(
+        o, ensure_ascii=False, default=str)))
+
+
+def _error(status: int, code: str, detail: str = "", problems: list | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if problems is not None:
+        body["problems"] = problems
+    return _json(body, status)
+
+
+def _errors(handler: Handler) -> Handler:
+    """Admin errors as JSON responses, in one place."""
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except EditRefused as exc:
+            return _error(422, "invalid", "the change was not made", [p.to_json() for p in exc.problems])
+        except (EditConflict, UndoRefused) as exc:
+            return _error(409, "conflict", str(exc))
+        except (TrainingBusy, ActivationBusy) as exc:
+            return _error(409, "busy", str(exc))
+        except ModelNotFound as exc:
+            return _error(404, "not_found", str(exc))
+        except ActivationError as exc:
+            return _error(502, "activation_failed", str(exc))
+        except ConversationActive as exc:
+            return _error(409, "conversation_active", str(exc))
+        except InboxError as exc:
+            return _error(400, "bad_request", str(exc))
+    return run
+
+
+def admin_api(handler: Handler) -> Handler:
+    return require_staff("admin")(_errors(handler))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "bad_json"}', content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "bad_json"}', content_type="application/json")
+    return body
+
+
+def _int(value: str, name: str = "id") -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise web.HTTPNotFound(text=f'{{"error": "no such {name}"}}', content_type="application/json")
+    return int(value)
+
+
+def _staff(request: web.Request) -> StaffRef:
+    return StaffRef.of(request["staff"])
+
+
+# --- the page ---------------------------------------------------------------------------
+
+
+@require_staff("admin")
+async def page(request: web.Request) -> web.StreamResponse:
+    staff = request["staff"]
+    lang = ui_language(request, _admin(request).server.settings.default_language)
+    template = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    body = (template.replace("{{lang}}", lang)
+            .replace("{{csrf}}", html.escape(csrf_token(request)))
+            .replace("{{display_name}}", html.escape(staff.display_name)))
+    response = web.Response(text=body, content_type="text/html", charset="utf-8")
+    if request.query.get("lang") == lang:  # chosen on the page: remembered as the sign-in page does
+        response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 24 * 3600, path="/", httponly=True,
+                            samesite="Strict", secure=secure_cookies(_admin(request).server.settings))
+    return staff_page_headers(response)
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = STATIC_DIR / name
+    if not _STATIC_NAME.fullmatch(name) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Content-Type": _TYPES[path.suffix], "Cache-Control": "no-cache",
+                                           "X-Content-Type-Options": "nosniff"})
+
+
+# --- content ------------------------------------------------------------------------------
+
+
+@admin_api
+async def content_get(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    data = await admin.content.data()
+    return _json(await admin.content_view(data))
+
+
+@admin_api
+async def change_post(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    change = await admin.content.submit(await _body(request), _staff(request))
+    if change:
+        await audit(admin.server, request["staff"], "content_changed", None,
+                    f"change {change['id']}: {change['kind']} {change['target']}")
+    return _json({"change": change})
+
+
+@admin_api
+async def changes_get(request: web.Request) -> web.Response:
+    before = request.query.get("before")
+    rows = await _admin(request).content.history(before_id=int(before) if before and before.isdigit() else None)
+    return _json({"changes": rows})
+
+
+@admin_api
+async def undo_post(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    change_id = _int(request.match_info["id"], "change")
+    change = await admin.content.undo(change_id, _staff(request))
+    await audit(admin.server, request["staff"], "content_change_undone", None,
+                f"change {change_id} undone by change {change['id']}")
+    return _json({"change": change})
+
+
+# --- training and models ---------------------------------------------------------------------
+
+
+@admin_api
+async def training_get(request: web.Request) -> web.Response:
+    return _json({"run": await _admin(request).training.latest()})
+
+
+@admin_api
+async def training_post(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    run = await admin.training.start(_staff(request))
+    await audit(admin.server, request["staff"], "training_started", None, f"run {run['id']}")
+    return _json({"run": run}, 202)
+
+
+@admin_api
+async def models_get(request: web.Request) -> web.Response:
+    return _json(await _admin(request).models.listing())
+
+
+@admin_api
+async def activate_post(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    name = request.match_info["name"]
+    result = await admin.models.activate(name, _staff(request))
+    await audit(admin.server, request["staff"], "model_activated", None,
+                f"{name} (was {result['previous']}); swap {result['swap_secs']} s")
+    return _json(result)
+
+
+# --- inbox -------------------------------------------------------------------------------------
+
+
+@admin_api
+async def inbox_get(request: web.Request) -> web.Response:
+    return _json(await _admin(request).inbox.groups())
+
+
+@admin_api
+async def inbox_assign(request: web.Request) -> web.Response:
+    body = await _body(request)
+    intent = body.get("intent")
+    if not isinstance(intent, str):
+        raise InboxError("intent is needed")
+    texts = body.get("texts") if isinstance(body.get("texts"), dict) else {}
+    return _json(await _admin(request).inbox.assign(body.get("message_ids"), intent, texts, _staff(request)))
+
+
+@admin_api
+async def inbox_dismiss(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(await _admin(request).inbox.dismiss(body.get("message_ids"), _staff(request)))
+
+
+@admin_api
+async def inbox_restore(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(await _admin(request).inbox.restore(body.get("message_ids")))
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+def _period(request: web.Request) -> tuple[date, date]:
+    today = datetime.now(_admin(request).statistics.tz).date()
+    try:
+        last = date.fromisoformat(request.query["to"]) if request.query.get("to") else today
+        first = (date.fromisoformat(request.query["from"]) if request.query.get("from")
+                 else last - timedelta(days=DEFAULT_REPORT_DAYS - 1))
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "dates are YYYY-MM-DD"}', content_type="application/json") from None
+    return first, last
+
+
+@admin_api
+async def stats_get(request: web.Request) -> web.Response:
+    first, last = _period(request)
+    return _json(await _admin(request).statistics.report(first, last))
+
+
+@admin_api
+async def stats_csv(request: web.Request) -> web.StreamResponse:
+    measure = request.match_info["measure"]
+    if measure not in MEASURES:
+        raise web.HTTPNotFound(text='{"error": "no such measure"}', content_type="application/json")
+    first, last = _period(request)
+    report = await _admin(request).statistics.report(first, last)
+    name = f"polku-{measure}-{report['from']}-{report['to']}.csv"
+    response = web.Response(text=to_csv(report, measure), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return staff_page_headers(response)
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+
+@admin_api
+async def retention_get(request: web.Request) -> web.Response:
+    return _json(await _admin(request).retention.status())
+
+
+@admin_api
+async def retention_run(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    deleted = await admin.retention.run(trigger="admin")
+    if deleted is None:
+        return _error(409, "busy", "another server process is deleting old conversations right now")
+    await audit(admin.server, request["staff"], "retention_run", None, f"{deleted} conversations deleted")
+    return _json({"deleted": deleted, **await admin.retention.status()})
+
+
+@admin_api
+async def conversation_export(request: web.Request) -> web.StreamResponse:
+    admin = _admin(request)
+    conversation_id = _int(request.match_info["id"], "conversation")
+    data = await admin.retention.export(conversation_id)
+    if data is None:
+        return _error(404, "not_found", "no such conversation (deleted, or never existed)")
+    await audit(admin.server, request["staff"], "conversation_exported", conversation_id, "")
+    response = web.Response(
+        text=json.dumps(data, ensure_ascii=False, indent=1, default=str), content_type="application/json",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="polku-conversation-{conversation_id}.json"'})
+    return staff_page_headers(response)
+
+
+@admin_api
+async def conversation_delete(request: web.Request) -> web.Response:
+    admin = _admin(request)
+    conversation_id = _int(request.match_info["id"], "conversation")
+    if not await admin.retention.delete_one(conversation_id):
+        return _error(404, "not_found", "no such conversation (deleted, or never existed)")
+    await audit(admin.server, request["staff"], "conversation_deleted", conversation_id, "on request")
+    return _json({"deleted": conversation_id})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/admin", page)
+    r.add_get("/admin/static/{name}", static_file)
+    r.add_get("/admin/api/content", content_get)
+    r.add_get("/admin/api/changes", changes_get)
+    r.add_post("/admin/api/changes", change_post)
+    r.add_post("/admin/api/changes/{id}/undo", undo_post)
+    r.add_get("/admin/api/training", training_get)
+    r.add_post("/admin/api/training", training_post)
+    r.add_get("/admin/api/models", models_get)
+    r.add_post("/admin/api/models/{name}/activate", activate_post)
+    r.add_get("/admin/api/inbox", inbox_get)
+    r.add_post("/admin/api/inbox/assign", inbox_assign)
+    r.add_post("/admin/api/inbox/dismiss", inbox_dismiss)
+    r.add_post("/admin/api/inbox/restore", inbox_restore)
+    r.add_get("/admin/api/stats", stats_get)
+    r.add_get("/admin/api/stats/{measure}.csv", stats_csv)
+    r.add_get("/admin/api/retention", retention_get)
+    r.add_post("/admin/api/retention/run", retention_run)
+    r.add_get("/admin/api/conversations/{id}/export", conversation_export)
+    r.add_delete("/admin/api/conversations/{id}", conversation_delete)

@@ -1,0 +1,216 @@
+"""The chat server application: aiohttp + python-socketio, wired from settings.
+
+``create_app(settings)`` returns the aiohttp application (tests run it
+in-process); ``python -m chat_server`` serves it. Backends follow the
+settings: SQLite or PostgreSQL; Redis for Socket.IO, queue, presence and rate
+limits when ``POLKU_REDIS_URL`` is set, this process's memory otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import socketio
+from aiohttp import web
+from redis import asyncio as aioredis
+
+from bot.settings import Settings
+
+from . import admin, auth, console, db, health, static
+from .auth import StaffAuth
+from .callbacks import Callbacks
+from .counsellor import ConsoleContent, CounsellorChannel
+from .errors import BackendUnavailable
+from .events import Events
+from .handoff import Handoff
+from .presence import MemoryPresence, Presence, RedisPresence
+from .queue import HandoffQueue, MemoryQueue, RedisQueue
+from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_proxies
+from .redis_backend import SocketIORedisManager, create_redis
+from .resident import ResidentChannel
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# The transport's own cap on one Socket.IO packet; POLKU_MAX_MESSAGE_CHARS is
+# checked below it, so an over-long message still gets a proper error event.
+MIN_PACKET_BYTES = 64 * 1024
+
+
+class ChatServer:
+    """Everything one server process holds; made at app startup, closed at cleanup."""
+
+    def __init__(self, settings: Settings, sio: socketio.AsyncServer, *, bot: Any = None) -> None:
+        self.settings = settings
+        self.sio = sio
+        self.events = Events(sio)
+        self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
+        self._given_bot = bot
+        self.bot: Any = None
+        self.engine = None
+        self.store: Store | None = None
+        self.redis: aioredis.Redis | None = None
+        self.queue: HandoffQueue | None = None
+        self.presence: Presence | None = None
+        self.handoff: Handoff | None = None
+        self.resident: ResidentChannel | None = None
+        self.counter = None
+        self.auth: StaffAuth | None = None
+        self.callbacks: Callbacks | None = None
+        self.counsellor: CounsellorChannel | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.engine = db.create_engine(settings.database_url)
+        if settings.migrate_on_start:
+            await db.migrate(self.engine)
+        self.store = Store(self.engine)
+        if settings.redis_url:
+            self.redis = create_redis(settings.redis_url)
+            self.queue = RedisQueue(self.redis, settings.redis_prefix)
+            self.presence = RedisPresence(self.redis, settings.redis_prefix)
+            counter = RedisCounter(self.redis, settings.redis_prefix)
+        else:
+            self.queue, self.presence, counter = MemoryQueue(), MemoryPresence(), MemoryCounter()
+        if self._given_bot is not None:
+            self.bot = self._given_bot
+        else:
+            from bot.policy import Bot  # loads and validates training_data/
+            self.bot = Bot.from_settings(settings)
+        self.counter = counter
+        self.handoff = Handoff(self.queue, self.presence, self.events, self.bot,
+                               secs_per_conversation=settings.queue_secs_per_conversation,
+                               default_language=settings.default_language,
+                               is_open=self._chat_hours())
+        self.auth = StaffAuth(self.store, counter, session_hours=settings.staff_session_hours,
+                              max_failures=settings.login_max_failures,
+                              lockout_secs=settings.login_lockout_secs,
+                              rate_address_per_min=settings.login_rate_address_per_min)
+        self.callbacks = Callbacks(self.store, self.events)
+        self.resident = ResidentChannel(
+            self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
+            limits=RateLimits(counter, settings.rate_session_per_min, settings.rate_address_per_min),
+            trusted_proxies=self.trusted_proxies, max_message_chars=settings.max_message_chars,
+            session_ttl_hours=settings.session_ttl_hours,
+            history_max_messages=settings.history_max_messages,
+            default_language=settings.default_language, callbacks=self.callbacks)
+        self.resident.register()
+        self.counsellor = CounsellorChannel(
+            self.sio, settings=settings, store=self.store, handoff=self.handoff, events=self.events,
+            auth=self.auth, presence=self.presence, callbacks=self.callbacks, redis=self.redis,
+            content=ConsoleContent.load(Path(settings.training_data_dir) / "counsellor_snippets.yml"),
+            own_origins=own_origins(settings))
+        self.counsellor.register()
+        self.counsellor.add_handler("callback_done", self.callbacks.console_handler(self.counsellor))
+        await self._restore_queue()
+        await self._start_socketio_manager()
+        self.counsellor.start()
+        log.info("chat server ready (database %s, redis %s)", self.engine.dialect.name,
+                 "on" if self.redis is not None else "off")
+
+    def _chat_hours(self):
+        """Whether the chat is open now: the content's opening hours (or always, by setting)."""
+        if self.settings.chat_always_open or getattr(self.bot, "content", None) is None:
+            return lambda: True
+        return lambda: self.bot.content.is_open("chat")  # the admins' edits replace the content
+
+    async def _restore_queue(self) -> None:
+        try:
+            await self.queue.restore(await self.store.queued())
+        except BackendUnavailable as exc:
+            log.warning("could not restore the counsellor queue: %s", exc.detail)
+
+    async def _start_socketio_manager(self) -> None:
+        manager = self.sio.manager
+        if isinstance(manager, SocketIORedisManager):
+            # Subscribe now, not at the first connection, so that events other
+            # processes send to our sockets are never published into the void.
+            self.sio.manager_initialized = True
+            manager.initialize()
+            if not await manager.wait_subscribed():
+                log.warning("Socket.IO is not subscribed to Redis yet; events from other processes may be lost")
+
+    async def stop(self) -> None:
+        if self.counsellor is not None:
+            await self.counsellor.stop()
+        manager = self.sio.manager
+        if isinstance(manager, SocketIORedisManager):
+            await manager.close()
+        if self.bot is not None and self._given_bot is None:
+            await self.bot.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+
+SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)
+
+
+def own_origins(settings: Settings) -> set[str]:
+    """The origins of this server's own pages (the console connects only from them)."""
+    own = settings.public_url or f"http://{settings.host}:{settings.port}"
+    parts = urlsplit(own)
+    return {f"{parts.scheme}://{parts.netloc}"}
+
+
+def _origin_check(settings: Settings):
+    allowed = set(settings.allowed_origins)
+    if "*" in allowed:
+        return "*"
+    own = settings.public_url or f"http://{settings.host}:{settings.port}"
+    parts = urlsplit(own)
+    allowed.add(f"{parts.scheme}://{parts.netloc}")
+
+    def check(origin: str, environ: dict) -> bool:
+        # The server's own pages (/demo) are always allowed, under whatever host name they were opened.
+        same_origin = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin in allowed or origin == same_origin
+    return check
+
+
+def create_app(settings: Settings | None = None, *, bot: Any = None,
+               widget_dir: Path | None = None) -> web.Application:
+    """The aiohttp application. ``bot`` replaces Bot.from_settings (for tests)."""
+    settings = settings or Settings()
+    manager = None
+    if settings.redis_url:
+        manager = SocketIORedisManager(settings.redis_url, channel=settings.redis_prefix + "socketio")
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=_origin_check(settings),
+        # One socket's events are handled in order: a resident's messages are
+        # answered in the order they were sent, after their session_request.
+        async_handlers=False,
+        max_http_buffer_size=max(MIN_PACKET_BYTES, settings.max_message_chars * 8),
+        logger=False,
+        engineio_logger=False,
+    )
+    app = web.Application(middlewares=[auth.csrf_middleware])
+    sio.attach(app)
+    server = ChatServer(settings, sio, bot=bot)
+    app[SERVER_KEY] = server
+
+    async def on_startup(app: web.Application) -> None:
+        await server.start()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await sio.shutdown()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await server.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    app.router.add_get("/health", health.health)
+    app.router.add_get("/ready", health.ready)
+    static.add_routes(app, widget_dir or static.WIDGET_DIR)
+    admin.setup(app, server)
+    auth.add_routes(app)
+    console.add_routes(app)
+    return app

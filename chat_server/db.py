@@ -1,0 +1,145 @@
+"""Database engine and migrations.
+
+Settings hold an ordinary SQLAlchemy URL (``sqlite:///…``,
+``postgresql://…``); the server talks to the database through the asyncio
+drivers (aiosqlite, asyncpg), so the URL's driver is swapped here and nowhere
+else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .errors import ConfigurationError, StartupError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+DB_CONNECT_TIMEOUT_SECS = 5.0
+DB_COMMAND_TIMEOUT_SECS = 10.0
+DB_POOL_TIMEOUT_SECS = 10.0
+SQLITE_BUSY_TIMEOUT_SECS = 15.0
+# Any constant works; it only has to be the same in every process migrating one database.
+MIGRATION_ADVISORY_LOCK_ID = 7_104_213_380_001
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def async_url(url: str) -> URL:
+    """The URL with its driver swapped for the asyncio one (aiosqlite / asyncpg)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"POLKU_DATABASE_URL={url!r} is not a database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgres":  # Heroku-style alias
+        backend = "postgresql"
+    if backend not in _ASYNC_DRIVERS:
+        raise ConfigurationError(
+            f"POLKU_DATABASE_URL uses {backend!r}; use sqlite:///path/to/file.db or "
+            "postgresql://user@host/dbname")
+    parsed = parsed.set(drivername=_ASYNC_DRIVERS[backend])
+    if backend == "postgresql" and "sslmode" in parsed.query:
+        # libpq spells it sslmode, asyncpg spells it ssl
+        query = dict(parsed.query)
+        query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(query=query)
+    return parsed
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An asyncio engine for the settings' database URL, tuned per backend."""
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    return create_async_engine(
+        parsed,
+        pool_pre_ping=True,  # a restarted PostgreSQL must not cost the next resident an error
+        pool_timeout=DB_POOL_TIMEOUT_SECS,
+        connect_args={
+            "timeout": DB_CONNECT_TIMEOUT_SECS,
+            "command_timeout": DB_COMMAND_TIMEOUT_SECS,
+            "server_settings": {"application_name": "polku-chat"},
+        },
+    )
+
+
+def _sqlite_engine(parsed: URL) -> AsyncEngine:
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # We issue BEGIN ourselves (below); the driver's own deferred BEGIN would
+        # let two writers deadlock on the upgrade from read to write lock.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECS * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgresql(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+# --- Migrations ---------------------------------------------------------------
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration for our migrations; no alembic.ini needed."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        cfg.attributes["database_url"] = url
+    return cfg
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+    """Bring the schema up to ``revision``; safe when several processes start at once."""
+    try:
+        async with engine.begin() as conn:
+            if is_postgresql(engine):
+                # Released at commit; a second process waits, then finds nothing to do.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"),
+                                   {"id": MIGRATION_ADVISORY_LOCK_ID})
+            await conn.run_sync(_upgrade, revision)
+    except (SQLAlchemyError, OSError) as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StartupError(f"cannot bring the database schema up to date at {where}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    log.info("database schema is at %s", revision)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The schema's Alembic revision, None on an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    def _current(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)

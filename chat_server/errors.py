@@ -1,0 +1,93 @@
+"""The chat server's named errors.
+
+Errors a resident's input can cause carry the protocol's error ``code``; the
+resident handlers (``resident.py``) turn them into one ``error`` event each,
+in one place. Nothing was changed when one is raised.
+"""
+
+from __future__ import annotations
+
+
+class ChatServerError(Exception):
+    """Base of every error the chat server raises on purpose."""
+
+
+class StartupError(ChatServerError):
+    """The server cannot start; the message says why. Raised before serving."""
+
+
+class ConfigurationError(StartupError):
+    """A setting cannot be used; the message says what to fix."""
+
+
+# --- Errors the resident is told about (the `error` event) ------------------------
+
+
+class ResidentError(ChatServerError):
+    """Input refused; ``code`` is the protocol's error code."""
+
+    code = "server_busy"
+
+    def __init__(self, detail: str = "", *, client_id: str | None = None) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail  # for logs only: never contains message text
+        self.client_id = client_id
+
+
+class MessageTooLong(ResidentError):
+    code = "message_too_long"
+
+
+class RateLimited(ResidentError):
+    code = "rate_limited"
+
+
+class UnknownSession(ResidentError):
+    code = "unknown_session"
+
+
+class MalformedPayload(ResidentError):
+    code = "malformed_payload"
+
+
+class UnknownEvent(ResidentError):
+    code = "unknown_event"
+
+
+class CallbackInvalid(ResidentError):
+    """A callback request without consent, or with a phone number or field that cannot be used."""
+
+    code = "callback_invalid"
+
+
+class ServerBusy(ResidentError):
+    """A backend (database, Redis) failed; the resident may try again."""
+
+    code = "server_busy"
+
+
+class BackendUnavailable(ServerBusy):
+    """The database or Redis did not answer. ``backend`` names which."""
+
+    def __init__(self, backend: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"{backend} unavailable: {type(cause).__name__ if cause else 'unknown'}")
+        self.backend = backend
+
+
+ERROR_CODES: tuple[str, ...] = (
+    MessageTooLong.code, RateLimited.code, UnknownSession.code,
+    MalformedPayload.code, UnknownEvent.code, ServerBusy.code, CallbackInvalid.code,
+)
+
+
+# --- Errors of the handoff state machine -------------------------------------------
+
+
+class IllegalTransition(ChatServerError):
+    """A handoff move the state machine does not allow (or not for this actor)."""
+
+    def __init__(self, from_state: str, to_state: str, actor: str) -> None:
+        super().__init__(f"handoff {from_state} -> {to_state} is not allowed for {actor}")
+        self.from_state = from_state
+        self.to_state = to_state
+        self.actor = actor

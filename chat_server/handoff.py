@@ -1,0 +1,241 @@
+"""The handoff state machine: who the resident is talking to.
+
+    bot ──> queued ──> counsellor ──> closed ──> bot
+             │  ^          │            ^
+             │  └──────────┘ (put back / counsellor disconnected)
+             ├──> bot (the resident left the queue)
+             └──> closed (closed while waiting)
+
+``Handoff.transition`` is the only way a conversation's ``handoff_state``
+changes. It checks the move and who makes it, records a
+``handoff_transitions`` row (actor, reason, time), keeps the counsellor queue
+in step, stores the notice the resident reads, and emits ``handoff_state``
+and the notice after the commit. When the queue changed, every other queued
+resident then gets their new place and wait (``queue_changed``), and so do
+the counsellors' consoles (``queue_listeners``).
+
+The counsellor's moves (``counsellor.py``): pick up (queued -> counsellor),
+put back (counsellor -> queued, keeps its old place), close (-> closed), and
+the grace-period requeue of a counsellor who lost their connection
+(counsellor -> queued at the front, actor "system").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+from datetime import timedelta
+from typing import Any, Awaitable, Callable, Protocol
+
+from .errors import IllegalTransition
+from .events import Events, HandoffView
+from .models import Conversation, utcnow
+from .presence import Presence
+from .queue import HandoffQueue
+from .store import Transaction
+
+log = logging.getLogger(__name__)
+
+BOT = "bot"
+QUEUED = "queued"
+COUNSELLOR = "counsellor"
+CLOSED = "closed"
+STATES = (BOT, QUEUED, COUNSELLOR, CLOSED)
+UNAVAILABLE = "unavailable"  # shown to the resident; the conversation itself stays queued
+
+# Reasons of counsellor -> queued moves; each tells the resident in its own words.
+REASON_PUT_BACK = "put_back"
+REASON_COUNSELLOR_GONE = "counsellor_disconnected"
+# How far before the current front a requeued conversation is placed.
+FRONT_OFFSET = timedelta(milliseconds=1)
+
+# (from, to) -> the kinds of actor that may make the move.
+MOVES: dict[tuple[str, str], frozenset[str]] = {
+    (BOT, QUEUED): frozenset({"bot", "resident", "system"}),
+    (QUEUED, COUNSELLOR): frozenset({"counsellor"}),
+    (QUEUED, BOT): frozenset({"resident", "system"}),
+    (QUEUED, CLOSED): frozenset({"counsellor", "system"}),
+    (COUNSELLOR, QUEUED): frozenset({"counsellor", "system"}),
+    (COUNSELLOR, CLOSED): frozenset({"counsellor", "system"}),
+    (CLOSED, BOT): frozenset({"resident", "system"}),
+}
+
+_ACTOR_RE = re.compile(r"(resident|bot|system)|counsellor:[A-Za-z0-9._@-]{1,64}")
+
+
+def actor_kind(actor: str) -> str:
+    """"resident", "bot", "system" or "counsellor" (for "counsellor:<id>")."""
+    if not isinstance(actor, str) or not _ACTOR_RE.fullmatch(actor):
+        raise ValueError(f"not a handoff actor: {actor!r} (resident, bot, system or counsellor:<id>)")
+    return actor.split(":", 1)[0]
+
+
+def check_move(from_state: str, to_state: str, actor: str) -> None:
+    """Raise IllegalTransition unless ``actor`` may move a conversation from -> to."""
+    allowed = MOVES.get((from_state, to_state))
+    if allowed is None or actor_kind(actor) not in allowed:
+        raise IllegalTransition(from_state, to_state, actor)
+
+
+class NoticeSource(Protocol):
+    def notice(self, response_id: str, language: str, **params: Any) -> Any: ...
+
+
+QueueListener = Callable[[list[int]], Awaitable[None]]
+# (conversation, from state, to state), after the commit of a move.
+StateListener = Callable[[Conversation, str, str], Awaitable[None]]
+
+
+class Handoff:
+    def __init__(self, queue: HandoffQueue, presence: Presence, events: Events,
+                 notices: NoticeSource, *, secs_per_conversation: float, default_language: str,
+                 is_open: Callable[[], bool] | None = None) -> None:
+        self.queue = queue
+        self.presence = presence
+        self.events = events
+        self.notices = notices
+        self.secs_per_conversation = secs_per_conversation
+        self.default_language = default_language
+        self.is_open = is_open or (lambda: True)
+        self.queue_listeners: list[QueueListener] = []
+        self.state_listeners: list[StateListener] = []
+        self._broadcast_lock = asyncio.Lock()
+
+    async def available(self) -> bool:
+        """Whether a resident can get a counsellor now: chat hours, and someone online."""
+        return self.is_open() and await self.presence.online_count() > 0
+
+    def _queued_view(self, position: int | None, online: int, open_now: bool) -> HandoffView:
+        if online == 0 or not open_now:
+            return HandoffView(UNAVAILABLE, position=position)
+        wait = None
+        if position is not None:
+            wait = int(math.ceil(position * self.secs_per_conversation / online))
+        return HandoffView(QUEUED, position=position, estimated_wait_secs=wait)
+
+    async def view(self, conversation: Conversation) -> HandoffView:
+        """The conversation's handoff state as the resident sees it now."""
+        state = conversation.handoff_state
+        if state == QUEUED:
+            position = await self.queue.position(conversation.id)
+            online = await self.presence.online_count()
+            return self._queued_view(position, online, self.is_open())
+        if state == COUNSELLOR:
+            name = None
+            if conversation.counsellor_id:
+                name = await self.presence.display_name(conversation.counsellor_id)
+            return HandoffView(COUNSELLOR, counsellor_name=name)
+        return HandoffView(state)
+
+    async def transition(self, tx: Transaction, conversation: Conversation, to_state: str, *,
+                         actor: str, reason: str | None = None, priority: str | None = None,
+                         topic: str | None = None, counsellor_id: str | None = None,
+                         to_front: bool = False) -> HandoffView:
+        """Move the conversation (locked in ``tx``) to ``to_state``, or raise IllegalTransition.
+
+        ``to_front``: a requeued conversation goes before every other of its
+        priority (crisis conversations still come before normal ones)."""
+        from_state = conversation.handoff_state
+        check_move(from_state, to_state, actor)
+        now = utcnow()
+        conversation.handoff_state = to_state
+        await tx.add_transition(conversation, from_state, to_state, actor, reason, now)
+
+        if to_state == QUEUED:
+            if from_state == BOT:
+                conversation.queued_at = now
+                conversation.priority = priority or "normal"
+                conversation.topic = topic or conversation.topic
+                conversation.handoff_reason = reason
+            # Put back from a counsellor: keeps its old place, near the front.
+            conversation.queued_at = conversation.queued_at or now
+            if to_front:
+                front = await self.queue.front_time(conversation.priority)
+                if front is not None and front <= conversation.queued_at:
+                    conversation.queued_at = front - FRONT_OFFSET
+            conversation.counsellor_id = None
+            cid, prio, at = conversation.id, conversation.priority, conversation.queued_at
+            await self.queue.add(cid, prio, at)
+            tx.on_rollback(lambda: self.queue.remove(cid))
+        elif from_state == QUEUED:
+            cid, prio, at = conversation.id, conversation.priority, conversation.queued_at or now
+            await self.queue.remove(cid)
+            tx.on_rollback(lambda: self.queue.add(cid, prio, at))
+        if to_state == COUNSELLOR:
+            conversation.counsellor_id = counsellor_id or actor.split(":", 1)[1]
+        if to_state in (BOT, CLOSED):
+            conversation.queued_at = None
+            conversation.priority = "normal"
+            conversation.counsellor_id = None
+
+        view = await self.view(conversation)
+        conversation_id = conversation.id
+        tx.on_commit(lambda: self.events.handoff_state(conversation_id, view))
+        await self._notify(tx, conversation, from_state, view, reason)
+        if QUEUED in (from_state, to_state):
+            tx.on_commit(lambda: self.queue_changed(exclude=conversation_id))
+        if self.state_listeners:
+            tx.on_commit(lambda: self._tell_state_listeners(conversation, from_state, to_state))
+        return view
+
+    async def _tell_state_listeners(self, conversation: Conversation, from_state: str, to_state: str) -> None:
+        for listener in self.state_listeners:
+            try:
+                await listener(conversation, from_state, to_state)
+            except Exception as exc:
+                log.error("handoff state listener failed: %s", type(exc).__name__)
+
+    async def queue_changed(self, exclude: int | None = None) -> None:
+        """Tell every queued resident (but ``exclude``, just told) their place and wait now,
+        and the queue listeners (the consoles) the new order. Never raises."""
+        try:
+            async with self._broadcast_lock:  # one at a time: a later broadcast is never overtaken
+                ids = await self.queue.conversation_ids()
+                online = await self.presence.online_count()
+                open_now = self.is_open()
+                for position, cid in enumerate(ids, start=1):
+                    if cid != exclude:
+                        await self.events.handoff_state(cid, self._queued_view(position, online, open_now))
+                for listener in self.queue_listeners:
+                    await listener(ids)
+        except Exception as exc:  # a missed update is healed by the next one or a resume
+            log.error("queue broadcast failed: %s", type(exc).__name__)
+
+    async def _notify(self, tx: Transaction, conversation: Conversation, from_state: str,
+                      view: HandoffView, reason: str | None = None) -> None:
+        """Store and (after commit) send the notice that tells the resident of the move."""
+        response_id, params = self._notice_for(conversation, from_state, view, reason)
+        if response_id is None:
+            return
+        language = conversation.language or self.default_language
+        reply = self.notices.notice(response_id, language, **params)
+        message = await tx.add_message(
+            conversation, sender="system", text=reply.text,
+            quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
+            response_id=response_id, language=language)
+        conversation_id = conversation.id
+        tx.on_commit(lambda: self.events.bot_uttered(conversation_id, message))
+
+    @staticmethod
+    def _notice_for(conversation: Conversation, from_state: str, view: HandoffView,
+                    reason: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        to_state = conversation.handoff_state
+        crisis = conversation.priority == "crisis"
+        if to_state == QUEUED:
+            if view.state == UNAVAILABLE:
+                return ("handoff_crisis_unavailable" if crisis else "counsellors_unavailable"), {}
+            if crisis:
+                return "handoff_crisis_queued", {}
+            if from_state == COUNSELLOR:
+                return ("handoff_put_back" if reason == REASON_PUT_BACK else "handoff_requeued"), {}
+            wait_minutes = max(1, math.ceil((view.estimated_wait_secs or 0) / 60))
+            return "handoff_queued", {"position": view.position or 1, "wait_minutes": wait_minutes}
+        if to_state == COUNSELLOR:
+            return "handoff_joined", {"counsellor_name": view.counsellor_name or ""}
+        if to_state == BOT and from_state == QUEUED:
+            return "handoff_left_queue", {}
+        if to_state == CLOSED:
+            return "handoff_closed", {}
+        return None, {}

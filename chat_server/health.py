@@ -1,0 +1,74 @@
+"""Liveness (``GET /health``) and readiness (``GET /ready``).
+
+Readiness reports each dependency as "ok", "error" or "not configured" and
+answers 503 only when the database is down: without Redis residents still
+get `server_busy` in their own language, and without Rasa the bot still
+answers (nlu_unavailable), which beats a load balancer's error page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .errors import BackendUnavailable
+
+READY_CHECK_TIMEOUT_SECS = 2.0
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _check_database(server: Any) -> tuple[str, str | None]:
+    try:
+        await server.store.ping()
+        return "ok", None
+    except BackendUnavailable as exc:
+        return "error", exc.detail
+
+
+async def _check_redis(server: Any) -> tuple[str, str | None]:
+    if server.redis is None:
+        return "not configured", None
+    try:
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_SECS):
+            await server.redis.ping()
+        return "ok", None
+    except Exception as exc:
+        return "error", type(exc).__name__
+
+
+async def _check_rasa(server: Any) -> tuple[str, str | None]:
+    base = server.settings.rasa_url.rstrip("/")
+    params = {"token": server.settings.rasa_token} if server.settings.rasa_token else None
+    timeout = aiohttp.ClientTimeout(total=READY_CHECK_TIMEOUT_SECS)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            # /status tells that a model is loaded; it needs the token when Rasa has one.
+            for path in ("/status", "/"):
+                async with session.get(base + path, params=params) as response:
+                    if response.status == 200:
+                        return "ok", None
+            return "error", f"HTTP {response.status}"
+    except Exception as exc:
+        return "error", type(exc).__name__
+
+
+async def ready(request: web.Request) -> web.Response:
+    from .app import SERVER_KEY
+
+    server = request.app[SERVER_KEY]
+    results = await asyncio.gather(_check_database(server), _check_redis(server), _check_rasa(server))
+    checks: dict[str, str] = {}
+    details: dict[str, str] = {}
+    for name, (status, detail) in zip(("database", "redis", "rasa"), results):
+        checks[name] = status
+        if detail:
+            details[name] = detail
+    ok = checks["database"] == "ok"
+    body = {"status": "ok" if ok else "error", "checks": checks, "details": details}
+    return web.json_response(body, status=200 if ok else 503)

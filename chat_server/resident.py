@@ -1,0 +1,458 @@
+"""The resident side of the Socket.IO protocol (docs/protocol.md).
+
+Every handler first validates the untrusted payload (``check_*``, which
+raise ResidentError and change nothing), then acts on valid input
+(``do_*``). ``_guarded`` turns every refusal into one ``error`` event in the
+resident's language; nothing else is sent for refused input.
+
+Logs carry conversation ids, lengths and intents; never message text or
+session ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import socketio
+from sqlalchemy.exc import IntegrityError
+
+from bot.types import LANGUAGES, BotTurn, DialogueState
+
+from . import handoff as hs
+from .errors import MalformedPayload, MessageTooLong, ResidentError, ServerBusy, UnknownEvent, UnknownSession
+from .events import Events, conversation_room
+from .handoff import Handoff
+from .messages import error_text
+from .models import Conversation, Message
+from .ratelimit import Network, RateLimits, client_address
+from .sessions import hash_session_id, looks_like_session_id, mint_session_id
+from .store import Store, Transaction, is_expired
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID_MAX_CHARS = 64
+INTENT_GUESSES_KEPT = 3  # the model's best guesses stored with a resident message (admin inbox)
+
+# --- validated input -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    session_id: str | None
+    language: str | None
+
+
+@dataclass(frozen=True)
+class ResidentMessage:
+    text: str
+    session_id: str | None
+    language: str | None
+    client_id: str | None
+
+
+def _language(value: Any) -> str | None:
+    # Widgets may send any UI language; the ones we do not speak count as none.
+    return value if isinstance(value, str) and value in LANGUAGES else None
+
+
+def _payload_dict(data: Any, *, optional: bool = False) -> dict:
+    if data is None and optional:
+        return {}
+    if not isinstance(data, dict):
+        raise MalformedPayload("payload is not an object")
+    return data
+
+
+def _session_id_field(data: dict, client_id: str | None = None) -> str | None:
+    value = data.get("session_id")
+    if value is not None and not isinstance(value, str):
+        raise MalformedPayload("session_id is not a string", client_id=client_id)
+    return value or None
+
+
+def _client_id_of(data: Any) -> str | None:
+    """The payload's client_id if it has a usable one (to echo it in an error)."""
+    if not isinstance(data, dict):
+        return None
+    custom = data.get("customData", data.get("metadata"))
+    value = custom.get("client_id") if isinstance(custom, dict) else None
+    value = value if value is not None else data.get("client_id")
+    return value if isinstance(value, str) and 0 < len(value) <= CLIENT_ID_MAX_CHARS else None
+
+
+def _payload_language(data: Any) -> str | None:
+    """The language a (maybe invalid) payload asks for, so its error speaks it."""
+    if not isinstance(data, dict):
+        return None
+    custom = data.get("customData", data.get("metadata"))
+    return _language(custom.get("language")) if isinstance(custom, dict) else _language(data.get("language"))
+
+
+def check_session_request(data: Any) -> SessionRequest:
+    payload = _payload_dict(data, optional=True)
+    session_id = payload.get("session_id")
+    # Anything that is not one of our ids simply gets a fresh session (as in Rasa).
+    return SessionRequest(session_id if isinstance(session_id, str) else None,
+                          _language(payload.get("language")))
+
+
+def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
+    payload = _payload_dict(data)
+    custom = payload.get("customData", payload.get("metadata"))
+    if custom is None:
+        custom = {}
+    if not isinstance(custom, dict):
+        raise MalformedPayload("customData is not an object")
+    client_id = custom.get("client_id", payload.get("client_id"))
+    if client_id is not None and (not isinstance(client_id, str) or not client_id
+                                  or len(client_id) > CLIENT_ID_MAX_CHARS):
+        raise MalformedPayload("client_id is not a short string")
+    text = payload.get("message")
+    if not isinstance(text, str):
+        raise MalformedPayload("message is not a string", client_id=client_id)
+    if not text.strip():
+        raise MalformedPayload("message is empty", client_id=client_id)
+    if "\x00" in text:
+        raise MalformedPayload("message contains NUL", client_id=client_id)
+    if len(text) > max_chars:
+        raise MessageTooLong(f"{len(text)} > {max_chars} chars", client_id=client_id)
+    return ResidentMessage(text=text, session_id=_session_id_field(payload, client_id),
+                           language=_language(custom.get("language")), client_id=client_id)
+
+
+def check_session_only(data: Any) -> str | None:
+    """history_request and leave_queue: an optional session_id, nothing else needed."""
+    return _session_id_field(_payload_dict(data, optional=True))
+
+
+def check_typing(data: Any) -> tuple[str | None, bool]:
+    payload = _payload_dict(data)
+    typing = payload.get("typing")
+    if not isinstance(typing, bool):
+        raise MalformedPayload("typing is not a boolean")
+    return _session_id_field(payload), typing
+
+
+# --- per-socket state --------------------------------------------------------------
+
+
+@dataclass
+class SocketState:
+    address: str
+    language: str | None = None
+    session_id: str | None = None  # kept in memory only, to echo it in `history`
+    session_hash: str | None = None
+    conversation_id: int | None = None
+
+
+class ResidentChannel:
+    """Socket.IO handlers of the default namespace."""
+
+    def __init__(self, sio: socketio.AsyncServer, *, store: Store, bot: Any, handoff: Handoff,
+                 events: Events, limits: RateLimits, trusted_proxies: tuple[Network, ...],
+                 max_message_chars: int, session_ttl_hours: float, history_max_messages: int,
+                 default_language: str, callbacks: Any = None) -> None:
+        self.sio = sio
+        self.callbacks = callbacks  # callbacks.Callbacks: the callback_request event
+        self.store = store
+        self.bot = bot
+        self.handoff = handoff
+        self.events = events
+        self.limits = limits
+        self.trusted_proxies = trusted_proxies
+        self.max_message_chars = max_message_chars
+        self.session_ttl_hours = session_ttl_hours
+        self.history_max_messages = history_max_messages
+        self.default_language = default_language
+        self.sockets: dict[str, SocketState] = {}
+        # Orders the turns of one conversation whose tabs share this process
+        # (one socket's own events are already handled in order).
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def register(self) -> None:
+        self.sio.on("connect")(self.on_connect)
+        self.sio.on("disconnect")(self.on_disconnect)
+        handlers: dict[str, Callable[[str, Any], Awaitable[None]]] = {
+            "session_request": self.on_session_request,
+            "user_uttered": self.on_user_uttered,
+            "history_request": self.on_history_request,
+            "leave_queue": self.on_leave_queue,
+            "resident_typing": self.on_resident_typing,
+        }
+        if self.callbacks is not None:
+            handlers["callback_request"] = self.on_callback_request
+        for event, handler in handlers.items():
+            self.sio.on(event)(self._guarded(handler))
+        self.sio.on("*")(self.on_unknown_event)
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _language_of(self, sid: str) -> str:
+        state = self.sockets.get(sid)
+        return (state.language if state else None) or self.default_language
+
+    async def _refuse(self, sid: str, error: ResidentError, data: Any = None) -> None:
+        log.info("refused input: %s (%s)", error.code, error.detail)
+        language = _payload_language(data) or self._language_of(sid)
+        text = error_text(error.code, language, self.bot)
+        try:
+            await self.events.error(sid, error.code, text, error.client_id or _client_id_of(data))
+        except Exception as exc:  # the socket went away meanwhile; nothing more to tell
+            log.warning("could not send error %s: %s", error.code, type(exc).__name__)
+
+    def _guarded(self, handler: Callable[[str, Any], Awaitable[None]]):
+        async def run(sid: str, *args: Any) -> None:
+            if sid not in self.sockets:
+                return  # disconnected meanwhile
+            data = args[0] if args else None
+            try:
+                if len(args) > 1:
+                    raise MalformedPayload("more than one argument")
+                await handler(sid, data)
+            except ResidentError as exc:
+                await self._refuse(sid, exc, data)
+            except Exception as exc:
+                # Never log str(exc): database errors quote their parameters, message text included.
+                log.error("%s failed: %s", handler.__name__, type(exc).__name__)
+                log.debug("%s failed", handler.__name__, exc_info=True)
+                await self._refuse(sid, ServerBusy(type(exc).__name__), data)
+        run.__name__ = handler.__name__
+        return run
+
+    async def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
+        if sid in self.sockets:
+            await self._refuse(sid, UnknownEvent(f"event {event[:40]!r}"))
+
+    def _lock(self, conversation_id: int) -> asyncio.Lock:
+        lock = self._locks.get(conversation_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[conversation_id] = lock
+        return lock
+
+    async def _bind(self, sid: str, session_id: str, conversation: Conversation) -> None:
+        """Make the socket one of the conversation's: it gets the conversation's events."""
+        state = self.sockets[sid]
+        if state.conversation_id == conversation.id:
+            return
+        if state.conversation_id is not None:
+            await self.sio.leave_room(sid, conversation_room(state.conversation_id))
+        await self.sio.enter_room(sid, conversation_room(conversation.id))
+        state.conversation_id = conversation.id
+        state.session_id = session_id
+        state.session_hash = conversation.session_hash
+        if state.language is None:
+            state.language = conversation.language
+
+    async def _resolve(self, sid: str, session_id: str | None, client_id: str | None = None) -> Conversation:
+        """The live conversation the input is for (payload's session id, else the socket's)."""
+        state = self.sockets[sid]
+        if session_id is None:
+            session_id = state.session_id
+        if session_id is None or not looks_like_session_id(session_id):
+            raise UnknownSession("no valid session id", client_id=client_id)
+        conversation = await self.store.find_conversation(hash_session_id(session_id))
+        if conversation is None or is_expired(conversation, self.session_ttl_hours):
+            raise UnknownSession("unknown or expired session", client_id=client_id)
+        await self._bind(sid, session_id, conversation)
+        return conversation
+
+    # --- connection --------------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict, auth: Any = None) -> bool:
+        request = environ.get("aiohttp.request")
+        peer = request.remote if request is not None else None
+        headers = request.headers if request is not None else {}
+        self.sockets[sid] = SocketState(address=client_address(peer, headers, self.trusted_proxies))
+        return True
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.sockets.pop(sid, None)
+
+    # --- session_request ---------------------------------------------------------------
+
+    async def on_session_request(self, sid: str, data: Any) -> None:
+        request = check_session_request(data)
+        state = self.sockets[sid]
+        state.language = request.language or state.language
+        await self.limits.check_address(state.address)
+        conversation = None
+        if looks_like_session_id(request.session_id):
+            conversation = await self.store.find_conversation(hash_session_id(request.session_id))
+            if conversation is not None and is_expired(conversation, self.session_ttl_hours):
+                conversation = None
+        if conversation is not None:
+            await self.do_resume(sid, request.session_id, conversation)
+        else:
+            await self.do_start_session(sid, request.language or state.language)
+
+    async def do_resume(self, sid: str, session_id: str, conversation: Conversation) -> None:
+        await self._bind(sid, session_id, conversation)
+        log.info("conversation %s resumed", conversation.id)
+        await self.events.session_confirm(sid, session_id)
+        await self.events.handoff_state_to_socket(sid, await self.handoff.view(conversation))
+
+    async def do_start_session(self, sid: str, language: str | None) -> None:
+        session_id = mint_session_id()
+        language = language or self.default_language
+        # The welcome says the resident is talking to a machine: every new
+        # session gets it, whatever widget is in use.
+        welcome = self.bot.notice("welcome", language)
+        async with self.store.transaction() as tx:
+            conversation = await tx.create_conversation(hash_session_id(session_id), language)
+            message = await tx.add_message(
+                conversation, sender="system", text=welcome.text,
+                quick_replies=[qr.to_rasa() for qr in welcome.quick_replies] or None,
+                response_id="welcome", language=language)
+
+            async def confirm() -> None:
+                await self._bind(sid, session_id, conversation)
+                await self.events.session_confirm(sid, session_id)
+            tx.on_commit(confirm)
+            tx.on_commit(lambda: self.events.bot_uttered(conversation.id, message))
+        log.info("conversation %s started", conversation.id)
+
+    # --- user_uttered ------------------------------------------------------------------
+
+    async def on_user_uttered(self, sid: str, data: Any) -> None:
+        message = check_user_uttered(data, self.max_message_chars)
+        state = self.sockets[sid]
+        state.language = message.language or state.language
+        await self.limits.check_address(state.address, message.client_id)
+        conversation = await self._resolve(sid, message.session_id, message.client_id)
+        if message.client_id is not None:
+            stored = await self.store.message_by_client_id(conversation.id, message.client_id)
+            if stored is not None:
+                # A resend after a reconnect: acknowledge again, answer once.
+                await self.events.message_ack(sid, stored)
+                return
+        await self.limits.check_session(conversation.session_hash, message.client_id)
+        async with self._lock(conversation.id):
+            await self.do_resident_message(sid, conversation.id, message)
+
+    async def do_resident_message(self, sid: str, conversation_id: int, message: ResidentMessage) -> None:
+        """Store the message, answer it when the bot has the conversation, acknowledge it."""
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
+            raise UnknownSession("conversation vanished", client_id=message.client_id)
+        ui_language = message.language or self.sockets[sid].language
+        turn: BotTurn | None = None
+        with_bot = conversation.handoff_state in (hs.BOT, hs.CLOSED)
+        if with_bot:
+            await self.events.typing(conversation_id, "bot", True)
+        try:
+            if with_bot:
+                turn = await self.bot.handle(
+                    message.text, DialogueState.from_dict(conversation.dialogue_state), ui_language,
+                    counsellors_online=await self.handoff.available())
+            stored = await self._store_turn(sid, conversation_id, message, turn)
+        except IntegrityError:
+            # The same client_id raced in through another socket: that one answers.
+            if message.client_id is None:
+                raise
+            stored = await self.store.message_by_client_id(conversation_id, message.client_id)
+            if stored is None:
+                raise
+            await self.events.message_ack(sid, stored)
+        finally:
+            if with_bot:
+                await self.events.typing(conversation_id, "bot", False)
+        log.info("conversation %s: resident message %s (%d chars, intent %s)", conversation_id,
+                 stored.id, len(message.text), turn.parse.intent if turn else "-")
+
+    async def _store_turn(self, sid: str, conversation_id: int, message: ResidentMessage,
+                          turn: BotTurn | None) -> Message:
+        async with self.store.transaction() as tx:
+            conversation = await tx.lock_conversation(conversation_id)
+            if conversation is None:
+                raise UnknownSession("conversation vanished", client_id=message.client_id)
+            if turn is not None and conversation.handoff_state == hs.CLOSED:
+                await self.handoff.transition(tx, conversation, hs.BOT, actor="resident",
+                                              reason="resident_wrote")
+            if turn is not None and conversation.handoff_state == hs.BOT:
+                return await self._apply_turn(tx, sid, conversation, message, turn)
+            # Queued or with a counsellor (or it changed while the bot thought):
+            # stored for the counsellor, not sent to the bot.
+            text = turn.parse.text if turn is not None else self.bot.redact(message.text)
+            language = turn.language if turn is not None else (message.language or conversation.language)
+            stored = await tx.add_message(conversation, sender="resident", text=text,
+                                          language=language, client_id=message.client_id)
+            tx.on_commit(lambda: self.events.message_ack(sid, stored))
+            tx.on_commit(lambda: self.events.console_message(conversation_id, stored))
+            return stored
+
+    async def _apply_turn(self, tx: Transaction, sid: str, conversation: Conversation,
+                          message: ResidentMessage, turn: BotTurn) -> Message:
+        parse = turn.parse
+        stored = await tx.add_message(
+            conversation, sender="resident", text=parse.text, intent=parse.intent,
+            confidence=parse.confidence, language=parse.language, client_id=message.client_id,
+            guesses=parse.ranking[:INTENT_GUESSES_KEPT])
+        tx.on_commit(lambda: self.events.message_ack(sid, stored))
+        tx.on_commit(lambda: self.events.console_message(conversation.id, stored))
+        conversation.language = turn.language
+        conversation.dialogue_state = turn.state.to_dict()
+        conversation.topic = turn.state.last_topic or conversation.topic
+        for reply in turn.replies:
+            answer = await tx.add_message(
+                conversation, sender="bot", text=reply.text,
+                quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
+                response_id=reply.response_id, language=turn.language)
+            tx.on_commit(lambda answer=answer: self.events.bot_uttered(conversation.id, answer))
+        if turn.handoff is not None:
+            await self.handoff.transition(
+                tx, conversation, hs.QUEUED, actor="bot", reason=turn.handoff.reason,
+                priority=turn.handoff.priority, topic=turn.handoff.topic)
+            log.info("conversation %s queued (%s, %s)", conversation.id,
+                     turn.handoff.reason, turn.handoff.priority)
+        return stored
+
+    # --- history, queue, typing ---------------------------------------------------------
+
+    async def on_history_request(self, sid: str, data: Any) -> None:
+        session_id = check_session_only(data)
+        await self.limits.check_address(self.sockets[sid].address)
+        conversation = await self._resolve(sid, session_id)
+        messages = await self.store.history(conversation.id, self.history_max_messages)
+        view = await self.handoff.view(conversation)
+        await self.events.history(sid, self.sockets[sid].session_id, messages, view)
+
+    async def on_leave_queue(self, sid: str, data: Any) -> None:
+        session_id = check_session_only(data)
+        await self.limits.check_address(self.sockets[sid].address)
+        conversation = await self._resolve(sid, session_id)
+        async with self._lock(conversation.id):
+            await self.do_leave_queue(sid, conversation.id)
+
+    async def do_leave_queue(self, sid: str, conversation_id: int) -> None:
+        async with self.store.transaction() as tx:
+            conversation = await tx.lock_conversation(conversation_id)
+            if conversation is None:
+                raise UnknownSession("conversation vanished")
+            if conversation.handoff_state == hs.QUEUED:
+                await self.handoff.transition(tx, conversation, hs.BOT, actor="resident",
+                                              reason="left_queue")
+                log.info("conversation %s left the queue", conversation_id)
+                return
+        # Not queued (any more): nothing to leave; tell this socket where it stands.
+        await self.events.handoff_state_to_socket(sid, await self.handoff.view(conversation))
+
+    async def on_callback_request(self, sid: str, data: Any) -> None:
+        from .callbacks import check_callback_request
+
+        form = check_callback_request(data)
+        await self.limits.check_address(self.sockets[sid].address)
+        conversation = await self._resolve(sid, form.session_id)
+        await self.callbacks.do_request(sid, conversation, form)
+
+    async def on_resident_typing(self, sid: str, data: Any) -> None:
+        session_id, typing = check_typing(data)
+        state = self.sockets[sid]
+        # Typing is frequent and unimportant: no database lookup, only the socket's own session.
+        if state.conversation_id is None or (session_id is not None and session_id != state.session_id):
+            raise UnknownSession("typing for a session this socket has not confirmed")
+        await self.events.resident_typing(state.conversation_id, typing)

@@ -1,0 +1,201 @@
+"""Reading and writing conversations, messages and handoff transitions.
+
+Every change happens inside ``Store.transaction()``. Events for the change
+are queued on the transaction with ``on_commit`` and sent only after the
+commit succeeded: a failed write emits nothing. Work done outside the
+database inside a transaction (the Redis queue) registers its undo with
+``on_rollback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .admin_models import MessageGuess
+from .errors import BackendUnavailable
+from .models import Conversation, HandoffTransition, Message, utcnow
+
+log = logging.getLogger(__name__)
+
+DB_PING_TIMEOUT_SECS = 3.0
+
+Callback = Callable[[], Awaitable[Any]]
+
+
+def _is_backend_failure(exc: BaseException) -> bool:
+    # IntegrityError is our input meeting a constraint (a resent message), not an outage.
+    if isinstance(exc, IntegrityError):
+        return False
+    return isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError))
+
+
+class Transaction:
+    """One database transaction and what to do once it has committed (or not)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self._after_commit: list[Callback] = []
+        self._after_rollback: list[Callback] = []
+
+    def on_commit(self, callback: Callback) -> None:
+        """Run ``callback`` (usually an event) after a successful commit, in order."""
+        self._after_commit.append(callback)
+
+    def on_rollback(self, callback: Callback) -> None:
+        """Run ``callback`` if the transaction does not commit (undo outside the database)."""
+        self._after_rollback.append(callback)
+
+    # --- changes ------------------------------------------------------------------
+
+    async def create_conversation(self, session_hash: str, language: str | None) -> Conversation:
+        now = utcnow()
+        conversation = Conversation(
+            session_hash=session_hash, created_at=now, last_activity_at=now, language=language,
+            handoff_state="bot", dialogue_state={}, priority="normal",
+        )
+        self.session.add(conversation)
+        await self.session.flush()
+        return conversation
+
+    async def lock_conversation(self, conversation_id: int) -> Conversation | None:
+        """The conversation, locked until commit on PostgreSQL (SQLite locks the whole file)."""
+        result = await self.session.execute(
+            select(Conversation).where(Conversation.id == conversation_id)
+            .with_for_update().execution_options(populate_existing=True))
+        return result.scalar_one_or_none()
+
+    async def add_message(self, conversation: Conversation, *, sender: str, text: str,
+                          quick_replies: list[dict] | None = None, response_id: str | None = None,
+                          intent: str | None = None, confidence: float | None = None,
+                          language: str | None = None, client_id: str | None = None,
+                          guesses: tuple[tuple[str, float], ...] = ()) -> Message:
+        """``guesses``: the model's best (intent, confidence) pairs, kept for the admin inbox."""
+        now = utcnow()
+        message = Message(
+            conversation_id=conversation.id, sender=sender, text=text,
+            quick_replies=quick_replies or None, response_id=response_id or None, intent=intent,
+            confidence=confidence, language=language, client_id=client_id, created_at=now,
+        )
+        self.session.add(message)
+        conversation.last_activity_at = now
+        await self.session.flush()  # assigns the id; a resent client_id fails here
+        if guesses:
+            self.session.add(MessageGuess(message_id=message.id,
+                                          guesses=[[name, round(conf, 4)] for name, conf in guesses]))
+        return message
+
+    async def add_transition(self, conversation: Conversation, from_state: str, to_state: str,
+                             actor: str, reason: str | None, at: datetime) -> HandoffTransition:
+        row = HandoffTransition(conversation_id=conversation.id, from_state=from_state,
+                                to_state=to_state, actor=actor, reason=reason, at=at)
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction; database failures come out as BackendUnavailable("database")."""
+        tx: Transaction | None = None
+        try:
+            async with self._sessions() as session:
+                async with session.begin():
+                    tx = Transaction(session)
+                    yield tx
+        except BaseException as exc:
+            if tx is not None:
+                for undo in reversed(tx._after_rollback):
+                    try:
+                        await undo()
+                    except Exception as undo_exc:  # keep undoing the rest
+                        log.error("undo after rollback failed: %s", type(undo_exc).__name__)
+            if _is_backend_failure(exc):
+                raise BackendUnavailable("database", exc) from exc
+            raise
+        for callback in tx._after_commit:
+            try:
+                await callback()
+            except Exception as exc:
+                # The change is committed; a lost event is healed by the next
+                # history_request or resume, so the others must still go out.
+                log.error("event after commit failed: %s", type(exc).__name__)
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._sessions() as session:
+                async with session.begin():
+                    yield session
+        except BaseException as exc:
+            if _is_backend_failure(exc):
+                raise BackendUnavailable("database", exc) from exc
+            raise
+
+    # --- reads ----------------------------------------------------------------------
+
+    async def find_conversation(self, session_hash: str) -> Conversation | None:
+        async with self.reading() as session:
+            result = await session.execute(
+                select(Conversation).where(Conversation.session_hash == session_hash))
+            return result.scalar_one_or_none()
+
+    async def get_conversation(self, conversation_id: int) -> Conversation | None:
+        async with self.reading() as session:
+            return await session.get(Conversation, conversation_id)
+
+    async def message_by_client_id(self, conversation_id: int, client_id: str) -> Message | None:
+        async with self.reading() as session:
+            result = await session.execute(select(Message).where(
+                Message.conversation_id == conversation_id, Message.client_id == client_id))
+            return result.scalar_one_or_none()
+
+    async def history(self, conversation_id: int, limit: int) -> list[Message]:
+        """The newest ``limit`` messages of the conversation, oldest first."""
+        async with self.reading() as session:
+            result = await session.execute(
+                select(Message).where(Message.conversation_id == conversation_id)
+                .order_by(Message.id.desc()).limit(limit))
+            return list(reversed(result.scalars().all()))
+
+    async def transitions(self, conversation_id: int) -> list[HandoffTransition]:
+        async with self.reading() as session:
+            result = await session.execute(
+                select(HandoffTransition).where(HandoffTransition.conversation_id == conversation_id)
+                .order_by(HandoffTransition.id))
+            return list(result.scalars().all())
+
+    async def queued(self) -> list[tuple[int, str, datetime]]:
+        """(id, priority, queued at) of every queued conversation, to restore the queue."""
+        async with self.reading() as session:
+            result = await session.execute(
+                select(Conversation.id, Conversation.priority, Conversation.queued_at)
+                .where(Conversation.handoff_state == "queued"))
+            return [(cid, priority, at or utcnow()) for cid, priority, at in result.all()]
+
+    async def ping(self) -> None:
+        """Raise BackendUnavailable unless the database answers quickly."""
+        try:
+            async with asyncio.timeout(DB_PING_TIMEOUT_SECS):
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable("database", exc) from exc
+
+
+def is_expired(conversation: Conversation, ttl_hours: float, now: datetime | None = None) -> bool:
+    return (now or utcnow()) - conversation.last_activity_at > timedelta(hours=ttl_hours)

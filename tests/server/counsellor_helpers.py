@@ -1,0 +1,172 @@
+"""Helpers of the counsellor tests: a staff member's browser (cookies, the
+sign-in form, CSRF) and their console's Socket.IO connection to "/counsellor"."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, Callable
+
+import aiohttp
+import socketio
+
+from .helpers import EVENT_TIMEOUT_SECS, RunningServer
+
+PASSWORD = "oikein-hyvä-salasana-42"
+_CSRF_FIELD_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def create_staff(server: RunningServer, username: str, role: str = "counsellor",
+                       display_name: str | None = None, password: str = PASSWORD) -> Any:
+    return await server.server.auth.create_user(username, display_name or username.title(), role, password)
+
+
+class StaffBrowser:
+    """A counsellor's or admin's browser: a cookie jar, the sign-in form, the console socket."""
+
+    def __init__(self, server: RunningServer | str) -> None:
+        self.url = server if isinstance(server, str) else server.url
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))  # unsafe: 127.0.0.1
+        self.console: ConsoleClient | None = None
+        self.last_response: aiohttp.ClientResponse | None = None
+
+    async def close(self) -> None:
+        if self.console is not None:
+            await self.console.close()
+        await self.http.close()
+
+    async def login_form(self) -> str:
+        async with self.http.get(self.url + "/login") as response:
+            assert response.status == 200
+            body = await response.text()
+        return _CSRF_FIELD_RE.search(body).group(1)
+
+    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303) -> aiohttp.ClientResponse:
+        csrf = await self.login_form()
+        async with self.http.post(self.url + "/login", allow_redirects=False, data={
+                "username": username, "password": password, "csrf_token": csrf, "next": "/console"}) as response:
+            await response.read()
+            self.last_response = response
+        assert response.status == expect, f"sign-in answered {response.status}, expected {expect}"
+        return response
+
+    def cookie(self, name: str) -> str | None:
+        for morsel in self.http.cookie_jar:
+            if morsel.key == name:
+                return morsel.value
+        return None
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{m.key}={m.value}" for m in self.http.cookie_jar)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.http.get(self.url + path, allow_redirects=False, **kwargs) as response:
+            body = await (response.json() if response.content_type == "application/json" else response.text())
+            return response.status, body
+
+    async def csrf(self) -> str:
+        status, page = await self.get("/console", headers={"Accept": "text/html"})
+        assert status == 200, status
+        return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+
+    async def open_console(self) -> "ConsoleClient":
+        self.console = await ConsoleClient(self.url, self.cookie_header()).connect()
+        return self.console
+
+
+class ConsoleError(AssertionError):
+    pass
+
+
+class ConsoleClient:
+    """The console's socket: requests answered by acknowledgement, events recorded in order."""
+
+    NS = "/counsellor"
+
+    def __init__(self, url: str, cookie: str | None, *, headers: dict | None = None) -> None:
+        self.url = url
+        self.cookie = cookie
+        self.headers = dict(headers or {})
+        if cookie:
+            self.headers["Cookie"] = cookie
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.received: list[tuple[str, Any]] = []
+        self._taken: set[int] = set()
+        self._arrived = asyncio.Condition()
+        self.sio.on("*", self._record, namespace=self.NS)
+
+    async def _record(self, event: str, *args: Any) -> None:
+        async with self._arrived:
+            self.received.append((event, args[0] if args else None))
+            self._arrived.notify_all()
+
+    async def connect(self) -> "ConsoleClient":
+        await self.sio.connect(self.url, headers=dict(self.headers), namespaces=[self.NS], transports=["websocket"],
+                               wait_timeout=EVENT_TIMEOUT_SECS)
+        return self
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+        http = getattr(self.sio.eio, "http", None)
+        if http is not None and not http.closed:
+            await http.close()
+
+    async def call(self, event: str, payload: Any = None) -> dict:
+        """The acknowledgement of a request, whatever it says."""
+        return await self.sio.call(event, payload if payload is not None else {}, namespace=self.NS,
+                                   timeout=EVENT_TIMEOUT_SECS)
+
+    async def ok(self, event: str, payload: Any = None) -> dict:
+        """A request that must succeed."""
+        answer = await self.call(event, payload)
+        if not answer.get("ok"):
+            raise ConsoleError(f"{event} refused: {answer}")
+        return answer
+
+    async def next(self, event: str, where: Callable[[Any], bool] | None = None,
+                   timeout: float = EVENT_TIMEOUT_SECS) -> Any:
+        def find() -> tuple[bool, Any]:
+            for i, (name, payload) in enumerate(self.received):
+                if i not in self._taken and name == event and (where is None or where(payload)):
+                    self._taken.add(i)
+                    return True, payload
+            return False, None
+
+        async with self._arrived:
+            try:
+                async with asyncio.timeout(timeout):
+                    while True:
+                        found, payload = find()
+                        if found:
+                            return payload
+                        await self._arrived.wait()
+            except TimeoutError:
+                raise AssertionError(f"no {event!r} within {timeout}s; received {self.received!r}") from None
+
+    def pending(self, event: str | None = None) -> list[tuple[str, Any]]:
+        return [item for i, item in enumerate(self.received)
+                if i not in self._taken and (event is None or item[0] == event)]
+
+
+async def queued_resident(connect, server: RunningServer | str, text: str = "/request_counsellor"):
+    """A resident whose conversation waits in the counsellor queue."""
+    resident = await connect(server)
+    await resident.session()
+    await resident.next("bot_uttered")
+    await resident.ack(await resident.say(text))
+    await resident.next("handoff_state", lambda p: p["state"] in ("queued", "unavailable"))
+    return resident
+
+
+async def conversation_id_of(server: RunningServer, resident) -> int:
+    from chat_server.sessions import hash_session_id
+
+    rows = await server.sql("SELECT id FROM conversations WHERE session_hash = :h",
+                            h=hash_session_id(resident.session_id))
+    return rows[0][0]
+
+
+def skip_pending(client) -> None:
+    """Forget what a (resident or console) client has received so far: next() waits for new events."""
+    client._taken.update(range(len(client.received)))

@@ -1,0 +1,213 @@
+"""Retraining runs, the model list, activation and rollback.
+
+The activation tests use the real Rasa server: ``PUT /model`` blocks Rasa's
+parses for the seconds the load takes (measured here, each time), longer
+than the bot's parse timeout; the residents chatting meanwhile must still
+get their answers, on this server process and on another one."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+
+import aiohttp
+import pytest
+
+from bot.nlu import NluUnavailable, RasaClient
+from chat_server.admin import training_jobs
+
+from .admin_support import AdminClient, admin_of
+from .helpers import OWN_BOT
+
+QUESTIONS = ("miten haetaan toimeentulotukea", "tarvitsen apua vuokran kanssa", "hur ansöker jag om utkomststöd",
+             "I have debts I cannot pay", "hei", "kiitos")
+
+
+# --- training runs (the training itself replaced: quick and without Rasa) -------------------
+
+
+def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, loop=None):
+    def train(settings, *, content, out_dir, on_output, **_):
+        for share in (0, 25, 50, 100):
+            on_output(f"Epochs: {share:3d}%|███ | {share // 10}/10 [00:01<00:01, 2.00it/s, t_loss=1.0]")
+            if hold is not None and share == 50:
+                asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(timeout=30)
+        if fail:
+            raise training_jobs.TrainingError(fail)
+        target = out_dir / "polku-20990101-000000.tar.gz"
+        if model_source:
+            shutil.copyfile(model_source, target)
+        else:
+            target.write_bytes(b"not really a model")
+        (out_dir / "polku-20990101-000000.json").write_text('{"examples": 5, "trained_at": 1}')
+        return target
+    return train
+
+
+@pytest.fixture
+async def quick_server(launch, sqlite_settings, tmp_path):
+    return await launch(sqlite_settings, POLKU_MODEL_DIR=str(tmp_path / "models"),
+                        POLKU_HELDOUT_PATH=str(tmp_path / "no-heldout.yml"))
+
+
+async def wait_run(admin, status_not="running", timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = (await admin.get("/admin/api/training"))["run"]
+        if run and run["status"] != status_not:
+            return run
+        await asyncio.sleep(0.2)
+    raise AssertionError("the training run did not end")
+
+
+async def test_a_run_shows_progress_ends_ready_and_admits_one_at_a_time(quick_server, monkeypatch):
+    hold = asyncio.Event()
+    monkeypatch.setattr(training_jobs, "train", fake_train(hold=hold, loop=asyncio.get_running_loop()))
+    admin = await AdminClient.sign_in(quick_server)
+    try:
+        started = (await admin.post("/admin/api/training", expect=202))["run"]
+        assert started["status"] == "running" and started["started_by"] == "Testi Admin"
+        await admin.post("/admin/api/training", expect=409)  # one at a time
+        for _ in range(100):
+            run = (await admin.get("/admin/api/training"))["run"]
+            if run["phase"] == "training" and run["progress"] > 0.3:
+                break
+            await asyncio.sleep(0.05)
+        assert run["phase"] == "training" and 0.3 < run["progress"] < 0.7  # 50 % of the epochs
+        hold.set()
+        run = await wait_run(admin)
+        assert run["status"] == "ready" and run["progress"] == 1.0 and run["phase"] == "done"
+        assert run["model"] == "polku-20990101-000000.tar.gz"
+        assert run["evaluation"]["new"] is None  # no held-out set configured here
+        assert set(run["timings"]) >= {"train_secs", "total_secs"}
+        listing = await admin.get("/admin/api/models")
+        [model] = listing["models"]
+        assert model["candidate"] and not model["active"] and model["trained_by"] == "Testi Admin"
+        assert (await admin.post("/admin/api/training", expect=202))["run"]["id"] == started["id"] + 1
+        await admin_of(quick_server).training.wait()
+    finally:
+        await admin.close()
+
+
+async def test_a_failed_run_says_why_and_frees_the_slot(quick_server, monkeypatch):
+    monkeypatch.setattr(training_jobs, "train", fake_train(fail="rasa train nlu failed: out of memory"))
+    admin = await AdminClient.sign_in(quick_server)
+    try:
+        await admin.post("/admin/api/training", expect=202)
+        run = await wait_run(admin)
+        assert run["status"] == "failed" and "out of memory" in run["error"]
+        await admin.post("/admin/api/training", expect=202)
+        await admin_of(quick_server).training.wait()
+    finally:
+        await admin.close()
+
+
+def test_progress_reads_rasas_epoch_lines():
+    progress = training_jobs.Progress()
+    assert progress.phase == "preparing" and progress.value < 0.12
+    progress.feed("2026-11-23 10:10:00 INFO rasa.engine.training.hooks - Starting to train component")
+    assert progress.phase == "preparing"
+    progress.feed("Epochs:  45%|████▌     | 18/40 [00:22<00:23,  1.08s/it, t_loss=3.47, i_acc=0.995]")
+    assert progress.phase == "training" and progress.value == pytest.approx(0.12 + 0.58 * 0.45, abs=0.001)
+    progress.feed("Epochs: 100%|██████████| 40/40 [00:50<00:00,  1.27s/it, t_loss=3.1, i_acc=0.998]")
+    assert progress.phase == "saving"
+
+
+# --- activation on the real Rasa ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def models(rasa_model, rasa_url, tmp_path):
+    """Two model files (the session's model, twice) in a model directory of the test's own."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copyfile(rasa_model, folder / "polku-20260101-000000.tar.gz")
+    shutil.copyfile(rasa_model, folder / "polku-20260102-000000.tar.gz")
+    yield folder
+    # The shared Rasa goes back to the session's own model file.
+    async with aiohttp.ClientSession() as session:
+        await session.put(rasa_url + "/model", json={"model_file": str(rasa_model)})
+
+
+async def chatter(server, connect, stop: asyncio.Event, answers: list) -> None:
+    """A resident asking questions, one after another, until told to stop."""
+    client = await connect(server)
+    await client.session(None, language="fi")
+    await client.next("bot_uttered")
+    i = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        await client.ack(await client.say(QUESTIONS[i % len(QUESTIONS)]))
+        reply = await client.next("bot_uttered", timeout=90)
+        answers.append((time.monotonic() - started, reply["text"]))
+        i += 1
+
+
+@pytest.mark.rasa
+async def test_activation_drops_no_parse_and_rollback_works(launch, postgres_settings, rasa_url, models, connect):
+    # The bot's timeout is shorter than a model load: without the guard, parses fail during it.
+    # The residents ask back to back, faster than any person types: no rate limit here.
+    settings = {**postgres_settings, "POLKU_RASA_URL": rasa_url, "POLKU_RASA_TIMEOUT_SECS": 1.0,
+                "POLKU_MODEL_DIR": str(models), "POLKU_RATE_SESSION_PER_MIN": 100_000,
+                "POLKU_RATE_ADDRESS_PER_MIN": 100_000}
+    first = await launch(settings, bot=OWN_BOT)
+    second = await launch(settings, bot=OWN_BOT)  # another process of the same installation
+    admin = await AdminClient.sign_in(first)
+    try:
+        # Control: what a plain client sees while Rasa loads a model.
+        plain = RasaClient(rasa_url, 1.0)
+        load = asyncio.create_task(_put_model(rasa_url, models / "polku-20260101-000000.tar.gz"))
+        await asyncio.sleep(0.3)
+        with pytest.raises(NluUnavailable):
+            while not load.done():
+                await plain.parse("hei")
+        swap_secs = await load
+        await plain.close()
+        assert swap_secs > 1.0, f"a model load took only {swap_secs:.1f} s here"
+
+        stop = asyncio.Event()
+        answers: list = []
+        residents = [asyncio.create_task(chatter(server, connect, stop, answers)) for server in (first, second, second)]
+        await asyncio.sleep(1.0)
+        result = await admin.post("/admin/api/models/polku-20260102-000000.tar.gz/activate")
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*residents)
+        assert result["model"] == "polku-20260102-000000.tar.gz"
+        assert result["previous"] == "polku-20260101-000000.tar.gz"
+        assert result["swap_secs"] > 1.0
+        slowest = max(seconds for seconds, _ in answers)
+        print(f"\nactivation: swap {result['swap_secs']:.2f} s (control load {swap_secs:.2f} s); "
+              f"{len(answers)} answers during it, slowest {slowest:.2f} s")
+        assert len(answers) >= 6 and slowest > 1.0  # some parses did wait for the load
+        # Both processes share the database: every resident message, none told "cannot answer".
+        unavailable = await first.sql("SELECT count(*) FROM messages WHERE response_id = 'nlu_unavailable'")
+        assert unavailable == [(0,)], "a resident was told the bot cannot answer"
+        assert await first.sql("SELECT count(*) FROM messages WHERE sender = 'resident'") == [(len(answers),)]
+
+        listing = await admin.get("/admin/api/models")
+        active = [m["name"] for m in listing["models"] if m["active"]]
+        assert active == ["polku-20260102-000000.tar.gz"]
+        # Rollback: the older one again; it also becomes the newest file (what a restart serves).
+        rolled = await admin.post("/admin/api/models/polku-20260101-000000.tar.gz/activate")
+        assert rolled["previous"] == "polku-20260102-000000.tar.gz"
+        listing = await admin.get("/admin/api/models")
+        by_name = {m["name"]: m for m in listing["models"]}
+        assert by_name["polku-20260101-000000.tar.gz"]["active"]
+        assert by_name["polku-20260101-000000.tar.gz"]["activated_by"] == "Testi Admin"
+        from bot.training import latest_model
+        assert latest_model(models).name == "polku-20260101-000000.tar.gz"
+        await admin.post("/admin/api/models/nonexistent.tar.gz/activate", expect=404)
+        audit = await first.sql("SELECT detail FROM audit_log WHERE action = 'model_activated' ORDER BY id")
+        assert [d.split(" ")[0] for (d,) in audit] == ["polku-20260102-000000.tar.gz", "polku-20260101-000000.tar.gz"]
+    finally:
+        await admin.close()
+
+
+async def _put_model(url, path) -> float:
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        async with session.put(url + "/model", json={"model_file": str(path)}) as response:
+            assert response.status == 204
+    return time.monotonic() - started

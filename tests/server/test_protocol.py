@@ -1,0 +1,197 @@
+"""The resident protocol's core and extensions, driven over real sockets on
+both backends with the real Bot (Rasa unreachable: it answers nlu_unavailable)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import pytest
+
+from chat_server.sessions import hash_session_id, mint_session_id
+
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def assert_rasa_bot_uttered(payload: dict) -> None:
+    """Exactly what Rasa's socketio channel sends, so rasa-webchat renders it."""
+    assert set(payload) <= {"text", "quick_replies", "metadata"}
+    assert isinstance(payload["text"], str) and payload["text"]
+    for qr in payload.get("quick_replies", []):
+        assert set(qr) == {"content_type", "title", "payload"}
+        assert qr["content_type"] == "text" and qr["payload"].startswith("/")
+    meta = payload["metadata"]
+    assert meta["sender"] in ("bot", "counsellor", "system")
+    assert isinstance(meta["message_id"], int)
+    assert ISO_TIME.fullmatch(meta["time"])
+    assert meta["language"] in ("fi", "sv", "en")
+
+
+async def test_new_session_gets_a_minted_id_and_the_welcome(server, connect):
+    client = await connect(server)
+    session_id = await client.session(None)
+    assert isinstance(session_id, str) and SESSION_ID.fullmatch(session_id)
+    welcome = await client.next("bot_uttered")
+    assert_rasa_bot_uttered(welcome)
+    assert welcome["metadata"]["sender"] == "system"
+    rows = await server.sql("SELECT session_hash, handoff_state FROM conversations")
+    # Only the hash of the id is stored.
+    assert rows == [(hash_session_id(session_id), "bot")]
+
+
+async def test_session_request_without_payload_is_a_new_session(server, connect):
+    client = await connect(server)
+    await client.emit("session_request")
+    assert SESSION_ID.fullmatch(await client.next("session_confirm"))
+
+
+@pytest.mark.parametrize("asked", [mint_session_id(), "not-an-id", 12345, "", {"x": 1}])
+async def test_unknown_or_malformed_id_gets_a_fresh_one(server, connect, asked):
+    client = await connect(server)
+    await client.emit("session_request", {"session_id": asked})
+    confirmed = await client.next("session_confirm")
+    assert SESSION_ID.fullmatch(confirmed) and confirmed != asked
+
+
+async def test_known_id_resumes_with_state_and_history(server, resident, connect):
+    client_id = await resident.say("Hei, mistä saan apua?")
+    ack = await resident.ack(client_id)
+    answer = await resident.next("bot_uttered")
+    await resident.close()
+
+    again = await connect(server)
+    assert await again.session(resident.session_id) == resident.session_id
+    state = await again.next("handoff_state")
+    assert state == {"state": "bot", "position": None, "estimated_wait_secs": None,
+                     "counsellor_name": None}
+    assert again.pending("bot_uttered") == []  # no second welcome on resume
+    await again.emit("history_request", {"session_id": resident.session_id})
+    history = await again.next("history")
+    assert history["session_id"] == resident.session_id
+    assert history["handoff_state"]["state"] == "bot"
+    senders = [(m["sender"], m["message_id"]) for m in history["messages"]]
+    assert senders[0][0] == "system"  # the welcome
+    assert ("resident", ack["message_id"]) in senders
+    assert ("bot", answer["metadata"]["message_id"]) in senders
+    mine = next(m for m in history["messages"] if m["sender"] == "resident")
+    assert set(mine) == {"message_id", "sender", "text", "quick_replies", "time", "language", "client_id"}
+    assert mine["client_id"] == client_id and mine["text"] == "Hei, mistä saan apua?"
+
+
+async def test_expired_id_gets_a_fresh_session(server, resident, connect):
+    await server.sql("UPDATE conversations SET last_activity_at = :t",
+                     t=__import__("datetime").datetime(2020, 1, 1))
+    again = await connect(server)
+    fresh = await again.session(resident.session_id)
+    assert fresh != resident.session_id
+    await resident.say("still there?")
+    assert (await resident.error("unknown_session"))["client_id"]
+
+
+async def test_message_is_stored_redacted_before_it_is_acked(server, resident):
+    client_id = await resident.say("Numeroni on 040 1234567 ja posti maija@example.fi")
+    ack = await resident.ack(client_id)
+    assert ISO_TIME.fullmatch(ack["time"])
+    # The ack arrived: the message is already in the database, redacted.
+    rows = await server.sql("SELECT sender, text, client_id, intent FROM messages WHERE id = :id",
+                            id=ack["message_id"])
+    assert rows == [("resident", "Numeroni on [PHONE] ja posti [EMAIL]", client_id, "nlu_fallback")]
+    dump = " ".join(str(r) for r in await server.sql("SELECT * FROM messages"))
+    assert "1234567" not in dump and "maija@example.fi" not in dump
+
+
+async def test_answer_has_rasa_shape_and_is_stored(server, resident):
+    client_id = await resident.say("Tarvitsen apua vuokran kanssa")
+    ack = await resident.ack(client_id)
+    answer = await resident.next("bot_uttered")
+    assert_rasa_bot_uttered(answer)
+    assert answer["metadata"]["sender"] == "bot"
+    assert answer["metadata"]["message_id"] > ack["message_id"]
+    # Rasa is unreachable: the nlu_unavailable answer, which offers a counsellor.
+    assert [qr["payload"] for qr in answer["quick_replies"]] == ["/request_counsellor"]
+    rows = await server.sql("SELECT sender, text, response_id FROM messages WHERE id = :id",
+                            id=answer["metadata"]["message_id"])
+    assert rows == [("bot", answer["text"], "nlu_unavailable")]
+
+
+async def test_typing_wraps_the_answer(resident):
+    await resident.ack(await resident.say("moi"))
+    assert await resident.next("typing") == {"sender": "bot", "typing": True}
+    await resident.next("bot_uttered")
+    assert await resident.next("typing") == {"sender": "bot", "typing": False}
+
+
+async def test_resent_client_id_is_acked_again_not_stored_or_answered_twice(server, resident, connect):
+    client_id = str(uuid.uuid4())
+    await resident.say("Tarvitsen apua", client_id=client_id)
+    first = await resident.ack(client_id)
+    await resident.say("Tarvitsen apua", client_id=client_id)
+    second = await resident.ack(client_id)
+    assert second["message_id"] == first["message_id"]
+    # After a reconnect too, from another socket of the session.
+    await resident.close()
+    again = await connect(server)
+    await again.session(resident.session_id)
+    await again.say("Tarvitsen apua", client_id=client_id)
+    assert (await again.ack(client_id))["message_id"] == first["message_id"]
+    await again.settle()
+    assert await server.sql("SELECT count(*) FROM messages WHERE sender = 'resident'") == [(1,)]
+    assert await server.sql("SELECT count(*) FROM messages WHERE sender = 'bot'") == [(1,)]
+    assert again.pending("bot_uttered") == []
+
+
+async def test_rasa_webchat_payload_without_extensions(server, connect):
+    """rasa-webchat sends no client_id and puts its language in customData."""
+    client = await connect(server, transports=("polling", "websocket"))
+    session_id = await client.session(None)
+    await client.next("bot_uttered")
+    await client.emit("user_uttered", {"message": "/request_counsellor", "customData": {"language": "en"},
+                                       "session_id": session_id})
+    ack = await client.next("message_ack")
+    assert ack["client_id"] is None
+    answer = await client.next("bot_uttered")
+    assert_rasa_bot_uttered(answer)
+    assert answer["metadata"]["language"] == "en"
+
+
+async def test_every_socket_of_a_conversation_gets_its_answers(server, resident, connect):
+    other_tab = await connect(server)
+    await other_tab.session(resident.session_id)
+    await resident.ack(await resident.say("moi"))
+    mine = await resident.next("bot_uttered")
+    theirs = await other_tab.next("bot_uttered")
+    assert mine == theirs
+
+
+async def test_user_uttered_binds_a_socket_that_skipped_session_request(server, resident, connect):
+    other = await connect(server)
+    client_id = await other.say("moi", session_id=resident.session_id)
+    await other.ack(client_id)
+    assert (await other.next("bot_uttered"))["metadata"]["sender"] == "bot"
+
+
+async def test_resident_typing_is_accepted_silently(resident):
+    await resident.emit("resident_typing", {"session_id": resident.session_id, "typing": True})
+    await resident.settle()
+    assert resident.pending("error") == []
+
+
+async def test_many_residents_at_once_each_answered_in_order(server, connect):
+    clients = list(await asyncio.gather(*(connect(server) for _ in range(8))))
+    await asyncio.gather(*(c.session() for c in clients))
+
+    async def chat(client):
+        sent = [await client.say(f"viesti {n}") for n in range(3)]  # without waiting in between
+        acks = [await client.ack(client_id) for client_id in sent]
+        answers = [await client.next("bot_uttered", lambda p: p["metadata"]["sender"] == "bot")
+                   for _ in sent]
+        return acks, answers
+
+    for acks, answers in await asyncio.gather(*(chat(c) for c in clients)):
+        ids = [a["message_id"] for a in acks]
+        assert ids == sorted(ids)  # stored in the order sent
+        assert all(ans["metadata"]["message_id"] > ids[i] for i, ans in enumerate(answers))
+    assert await server.sql("SELECT count(*) FROM messages WHERE sender = 'resident'") == [(24,)]

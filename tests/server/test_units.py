@@ -1,0 +1,101 @@
+"""Small pieces on their own: URLs, session ids, addresses, limits, texts, logs."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import pytest
+
+from bot.types import LANGUAGES
+from chat_server import db, ratelimit
+from chat_server.errors import ERROR_CODES, ConfigurationError, RateLimited
+from chat_server.messages import ERROR_TEXTS, error_text
+from chat_server.sessions import hash_session_id, looks_like_session_id, mint_session_id
+
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("sqlite:////tmp/x/polku.db", "sqlite+aiosqlite:////tmp/x/polku.db"),
+    ("postgresql://postgres@127.0.0.1:5432/polku", "postgresql+asyncpg://postgres@127.0.0.1:5432/polku"),
+    ("postgres://u:p@h/d", "postgresql+asyncpg://u:***@h/d"),
+    ("postgresql+psycopg://u@h/d", "postgresql+asyncpg://u@h/d"),
+    ("postgresql://u@h/d?sslmode=require", "postgresql+asyncpg://u@h/d?ssl=require"),
+])
+def test_async_url(given, expected):
+    assert str(db.async_url(given)) == expected
+
+
+@pytest.mark.parametrize("bad", ["mysql://u@h/d", "not a url"])
+def test_unusable_database_url(bad):
+    with pytest.raises(ConfigurationError, match="POLKU_DATABASE_URL"):
+        db.async_url(bad)
+
+
+def test_session_ids_are_unguessable_and_checked_cheaply():
+    ids = {mint_session_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(looks_like_session_id(i) for i in ids)
+    for bad in (None, 5, "", "short", "x" * 43 + "=", "ä" * 43, "a" * 44):
+        assert not looks_like_session_id(bad)
+    some = next(iter(ids))
+    assert hash_session_id(some) != some and len(hash_session_id(some)) == 64
+
+
+def test_client_address_trusts_forwarded_for_only_from_trusted_proxies():
+    trusted = ratelimit.parse_trusted_proxies(["10.0.0.0/24", "127.0.0.1"])
+    xff = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7, 10.0.0.3"}
+    assert ratelimit.client_address("192.0.2.1", xff, trusted) == "192.0.2.1"
+    assert ratelimit.client_address("10.0.0.2", xff, trusted) == "198.51.100.7"
+    assert ratelimit.client_address("10.0.0.2", {}, trusted) == "10.0.0.2"
+    assert ratelimit.client_address("10.0.0.2", xff, ()) == "10.0.0.2"
+    with pytest.raises(ConfigurationError):
+        ratelimit.parse_trusted_proxies(["proxy.local"])
+    assert trusted[0] == ipaddress.ip_network("10.0.0.0/24")
+
+
+async def test_memory_window_slides(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: now[0])
+    limits = ratelimit.RateLimits(ratelimit.MemoryCounter(), per_session_per_min=2, per_address_per_min=100)
+    await limits.check_session("s")
+    now[0] += 30
+    await limits.check_session("s")
+    with pytest.raises(RateLimited):
+        await limits.check_session("s")
+    now[0] += 31  # the first hit left the window; refused hits were not counted
+    await limits.check_session("s")
+    with pytest.raises(RateLimited):
+        await limits.check_session("s")
+
+
+def test_every_error_has_a_text_in_every_language():
+    assert set(ERROR_TEXTS) == set(ERROR_CODES)
+    for code in ERROR_CODES:
+        texts = {lang: error_text(code, lang) for lang in LANGUAGES}
+        assert all(texts.values()) and len(set(texts.values())) == 3
+    assert error_text("rate_limited", "de") == ERROR_TEXTS["rate_limited"]["fi"]
+
+
+def test_the_bots_content_has_every_error_text():
+    from bot.content import Content
+    from bot.settings import Settings
+
+    content = Content.load(Settings(environ={}).training_data_dir)
+    for code in ERROR_CODES:
+        for lang in LANGUAGES:
+            assert content.reply(f"error_{code}", lang).text
+
+
+async def test_logs_hold_no_message_text_or_session_id(resident, caplog):
+    caplog.set_level(logging.DEBUG, logger="chat_server")
+    secret = "salainen viesti 040 7654321"
+    await resident.ack(await resident.say(secret))
+    await resident.next("bot_uttered")
+    await resident.say("x" * 10_000)
+    await resident.error("message_too_long")
+    await resident.emit("history_request", {})
+    await resident.next("history")
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "resident message" in text
+    for leak in ("salainen", "7654321", resident.session_id, "xxxxxxxx"):
+        assert leak not in text
