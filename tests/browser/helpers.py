@@ -1,0 +1,128 @@
+"""Helpers of the widget's browser tests. The widget lives in an open shadow
+root: Playwright's CSS locators pierce it; page.evaluate code uses deepActive."""
+
+from __future__ import annotations
+
+import os
+
+from playwright.sync_api import Page, expect
+
+from bot.settings import PROJECT_ROOT
+
+AXE_JS = PROJECT_ROOT / "widget" / "node_modules" / "axe-core" / "axe.min.js"
+
+QUESTION_FI = "Miten haen toimeentulotukea?"
+
+LOG = ".polku-log"
+MESSAGES = ".polku-log .polku-msg"
+RESIDENT_MESSAGES = ".polku-log .polku-msg--resident"
+# Anything that is not the resident's, after the resident's (last) message.
+ANSWERS_AFTER_RESIDENT = ".polku-log .polku-msg--resident ~ .polku-msg:not(.polku-msg--resident)"
+
+DEEP_ACTIVE_JS = """() => {
+  let a = document.activeElement;
+  while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+  return a;
+}"""
+
+
+def open_demo(page: Page, base_url: str) -> None:
+    page.goto(base_url + "/demo")
+    page.wait_for_function("() => window.PolkuChat && !window.PolkuChat.pending")
+
+
+def active_matches(page: Page, selector: str) -> bool:
+    return page.evaluate(f"(sel) => {{ const a = ({DEEP_ACTIVE_JS})(); return !!a && a.matches(sel); }}", selector)
+
+
+def tab_to(page: Page, selector: str, max_presses: int = 80) -> None:
+    """Press Tab until the focused element (inside the shadow root too) matches selector."""
+    for _ in range(max_presses):
+        page.keyboard.press("Tab")
+        if active_matches(page, selector):
+            return
+    raise AssertionError(f"{selector} was not reached with Tab in {max_presses} presses")
+
+
+def open_with_keyboard(page: Page) -> None:
+    tab_to(page, ".polku-launcher")
+    page.keyboard.press("Enter")
+    expect(page.locator(".polku-panel")).to_be_visible()
+    assert active_matches(page, "textarea.polku-input"), "opening should put the focus in the message box"
+
+
+def wait_for_welcome(page: Page) -> None:
+    expect(page.locator(MESSAGES).first).to_be_visible(timeout=20_000)
+
+
+def send_with_enter(page: Page, text: str) -> None:
+    page.locator("textarea.polku-input").fill(text)
+    page.locator("textarea.polku-input").press("Enter")
+
+
+def wait_for_answer(page: Page, timeout: float = 30_000) -> None:
+    expect(page.locator(ANSWERS_AFTER_RESIDENT).first).to_be_visible(timeout=timeout)
+
+
+def session_value(page: Page, name: str):
+    return page.evaluate("(k) => JSON.parse(sessionStorage.getItem('polku-chat:v1:' + k))", name)
+
+
+def horizontal_overflow(page: Page) -> tuple[int, int]:
+    return tuple(page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"))
+
+
+def assert_no_horizontal_scroll(page: Page) -> None:
+    scroll_width, client_width = horizontal_overflow(page)
+    assert scroll_width <= client_width, f"page scrolls sideways: {scroll_width} > {client_width}"
+
+
+def assert_inside_viewport(page: Page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    viewport = page.viewport_size
+    assert box is not None, f"{selector} is not rendered"
+    assert box["x"] >= 0 and box["y"] >= 0, f"{selector} starts outside the viewport: {box}"
+    assert box["x"] + box["width"] <= viewport["width"] + 0.5, f"{selector} is wider than the viewport: {box}"
+    assert box["y"] + box["height"] <= viewport["height"] + 0.5, f"{selector} is taller than the viewport: {box}"
+
+
+def run_axe(page: Page) -> list[dict]:
+    """axe-core's WCAG 2.0/2.1 A and AA violations on the whole page (open shadow roots included)."""
+    page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate("""async () => {
+      const r = await axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+        resultTypes: ['violations'],
+      });
+      return r.violations.map(v => ({
+        id: v.id, impact: v.impact, help: v.help,
+        nodes: v.nodes.map(n => ({ target: n.target, summary: n.failureSummary })),
+      }));
+    }""")
+    return result
+
+
+def contrast_ratio(rgb_a: tuple[float, float, float], rgb_b: tuple[float, float, float]) -> float:
+    def luminance(rgb):
+        def channel(c):
+            c = c / 255
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+        r, g, b = (channel(c) for c in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    la, lb = sorted((luminance(rgb_a), luminance(rgb_b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def parse_rgb(css_colour: str) -> tuple[float, float, float]:
+    inner = css_colour[css_colour.index("(") + 1:css_colour.index(")")]
+    parts = [p for p in inner.replace("/", " ").replace(",", " ").split() if p]
+    return tuple(float(p) for p in parts[:3])  # type: ignore[return-value]
+
+
+def save_screenshot(page: Page, name: str, full_page: bool = False) -> None:
+    """A screenshot for a person to look at, only when POLKU_SCREENSHOT_DIR names a directory."""
+    directory = os.environ.get("POLKU_SCREENSHOT_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        page.screenshot(path=os.path.join(directory, name), full_page=full_page)

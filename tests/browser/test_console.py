@@ -1,0 +1,199 @@
+"""The counsellor console in real headless Chromium against the real chat
+server process: a resident (the widget, one browser context) asks for a
+person, a counsellor (another context) signs in, picks the chat up, they talk
+both ways, the counsellor closes it with a tag and the resident is told. The
+sign-in page and the console pass axe-core's WCAG 2.1 A/AA rules, work by
+keyboard and reflow at 200 % zoom."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import socketio
+from playwright.sync_api import expect
+
+from bot.settings import PROJECT_ROOT
+
+from .conftest import ChatServerProcess
+from .helpers import (
+    assert_no_horizontal_scroll, open_demo, open_with_keyboard, run_axe, save_screenshot, send_with_enter,
+    wait_for_welcome,
+)
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "oikein-hyvä-salasana-42"
+
+
+@pytest.fixture(scope="module")
+def console_server(widget_bundle, browser_rasa_url, tmp_path_factory):
+    """A chat server of this module's own, with counsellor Anna (and the chat open at any hour)."""
+    server = ChatServerProcess(tmp_path_factory.mktemp("console-chat"), browser_rasa_url,
+                               POLKU_CHAT_ALWAYS_OPEN="1")
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    for username, name, role in (("anna", "Anna", "counsellor"), ("ville", "Ville", "admin")):
+        done = subprocess.run(
+            [sys.executable, "-m", "chat_server", "users", "create", "--username", username,
+             "--display-name", name, "--role", role, "--password-stdin"],
+            cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def sign_in(page, base_url: str, username: str = "anna") -> None:
+    page.goto(base_url + "/console")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Käyttäjätunnus").fill(username)
+    page.get_by_label("Salasana").fill(PASSWORD)
+    page.get_by_label("Salasana").press("Enter")
+    expect(page).to_have_url(re.compile(r"/console$"))
+    expect(page.locator("#connection-status")).to_have_attribute("data-state", "connected")
+
+
+def crisis_resident(base_url: str) -> socketio.Client:
+    """A resident in crisis, queued through the plain Socket.IO protocol (no browser needed)."""
+    client = socketio.Client(reconnection=False)
+    confirmed = []
+    client.on("session_confirm", confirmed.append)
+    client.connect(base_url, transports=["websocket"], wait_timeout=10)
+    client.emit("session_request", {"session_id": None, "language": "fi"})
+    for _ in range(100):
+        if confirmed:
+            break
+        client.sleep(0.05)
+    client.emit("user_uttered", {"message": "mulla on halu kuolla", "session_id": confirmed[0],
+                                 "customData": {"language": "fi", "client_id": "crisis-1"}})
+    return client
+
+
+def ask_for_a_person(page) -> None:
+    send_with_enter(page, "haluan puhua ihmisen kanssa")
+    banner = page.locator(".polku-handoff")
+    try:
+        expect(banner).to_be_visible(timeout=8_000)
+    except AssertionError:
+        # Without a trained model (POLKU_BROWSER_RASA=closed) the bot offers the button instead.
+        page.get_by_role("button", name="Haluan jutella ohjaajan kanssa").last.click()
+        expect(banner).to_be_visible()
+
+
+def test_sign_in_page_is_accessible_and_refuses_a_wrong_password(new_page, console_server):
+    page = new_page(bypass_csp=True)  # the pages allow only their own scripts; axe is injected
+    page.goto(console_server.url + "/login")
+    expect(page.locator("html")).to_have_attribute("lang", "fi")
+    assert run_axe(page) == []
+    page.get_by_label("Käyttäjätunnus").fill("anna")
+    page.get_by_label("Salasana").fill("väärin-väärin-väärin")
+    page.get_by_role("button", name="Kirjaudu").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Käyttäjätunnus tai salasana on väärin")
+    assert page.evaluate("() => document.activeElement.id") == "login-error"  # read out first
+    assert run_axe(page) == []
+    page.get_by_role("link", name="Svenska").click()
+    expect(page.get_by_label("Användarnamn")).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "sv")
+
+
+def test_resident_and_counsellor_talk_and_the_counsellor_closes(new_page, console_server):
+    base = console_server.url
+    resident = new_page()
+    open_demo(resident, base)
+    open_with_keyboard(resident)
+    wait_for_welcome(resident)
+    ask_for_a_person(resident)
+    crisis = crisis_resident(base)
+    try:
+        counsellor = new_page(bypass_csp=True)
+        sign_in(counsellor, base)
+        queue = counsellor.locator("#queue-list .chat-item")
+        expect(queue).to_have_count(2)
+        # Crisis first, visibly and in words.
+        expect(queue.first).to_have_class(re.compile("chat-item--crisis"))
+        expect(queue.first).to_contain_text("Kriisi")
+        expect(queue.nth(1)).not_to_have_class(re.compile("chat-item--crisis"))
+        expect(counsellor.locator("#queue-heading")).to_contain_text("(2)")
+        # The resident now sees the queue, not "nobody online".
+        expect(resident.locator(".polku-handoff")).to_contain_text("jonossa")
+
+        take = queue.nth(1).get_by_role("button", name=re.compile("Ota keskustelu"))
+        take.focus()
+        counsellor.keyboard.press("Enter")
+        expect(counsellor.locator("#mine-list .chat-item")).to_have_count(1)
+        expect(counsellor.locator("#message")).to_be_focused()
+        transcript = counsellor.locator("#transcript")
+        expect(transcript.locator(".msg--resident").first).to_contain_text("haluan puhua ihmisen kanssa")
+        expect(transcript.locator(".msg--bot, .msg--system").first).to_be_visible()  # the bot's part too
+        expect(resident.locator(".polku-handoff")).to_contain_text("Anna")
+
+        # Counsellor -> resident, with a quick insert.
+        counsellor.get_by_label("Pikavastaus").select_option(label="Tervehdys")
+        counsellor.get_by_role("button", name="Lisää viestiin").click()
+        expect(counsellor.locator("#message")).to_have_value(re.compile(r"^Hei, olen Anna Polun"))
+        counsellor.locator("#message").press("Enter")
+        from_counsellor = resident.locator(".polku-msg--counsellor")
+        expect(from_counsellor).to_have_count(1)
+        expect(from_counsellor).to_contain_text("Ohjaaja Anna")
+        expect(from_counsellor).to_contain_text("Hei, olen Anna Polun sosiaaliohjauksesta")
+
+        # Resident -> counsellor, typing indicator first.
+        resident.locator("textarea.polku-input").press_sequentially("Minulla on vuokra", delay=20)
+        expect(counsellor.locator("#typing")).to_have_text("Asukas kirjoittaa…")
+        resident.locator("textarea.polku-input").press_sequentially(" rästissä.", delay=10)
+        resident.locator("textarea.polku-input").press("Enter")
+        expect(transcript.locator(".msg--resident").last).to_contain_text("Minulla on vuokra rästissä.")
+
+        # Counsellor typing reaches the widget too.
+        counsellor.locator("#message").press_sequentially("Selvitetään", delay=20)
+        expect(resident.locator(".polku-typing")).to_contain_text("Ohjaaja kirjoittaa")
+        counsellor.locator("#message").fill("")
+
+        # An internal note stays in the console.
+        counsellor.get_by_label("Uusi muistiinpano").fill("Vuokravelka, ohjaa asumisneuvontaan")
+        counsellor.get_by_role("button", name="Tallenna muistiinpano").click()
+        expect(counsellor.locator("#notes li")).to_have_count(1)
+
+        assert run_axe(counsellor) == []
+        counsellor.wait_for_timeout(300)
+        save_screenshot(counsellor, "console-desktop.png", full_page=True)
+
+        # Close with a tag; the resident is told and is with the bot again.
+        counsellor.get_by_role("button", name="Päätä keskustelu").click()
+        dialog = counsellor.get_by_role("dialog")
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("Asuminen ja asunnottomuus").check()
+        assert run_axe(counsellor) == []
+        dialog.get_by_role("button", name="Päätä keskustelu").click()
+        expect(dialog).to_be_hidden()
+        expect(resident.locator(".polku-handoff")).to_contain_text("Ohjaaja päätti keskustelun")
+        expect(counsellor.locator("#mine-list .chat-item")).to_have_count(0)
+        expect(counsellor.locator("#chat-notice")).to_contain_text("päätetty")
+        assert "Vuokravelka" not in resident.content()
+    finally:
+        crisis.disconnect()
+
+
+def test_console_by_keyboard_and_at_200_percent_zoom(new_page, console_server):
+    page = new_page(viewport={"width": 640, "height": 400}, bypass_csp=True)  # 1280 x 800 at 200 %
+    sign_in(page, console_server.url)
+    assert_no_horizontal_scroll(page)
+    save_screenshot(page, "console-zoom200.png", full_page=True)
+    # The first Tab shows the skip link, which leads to the chat.
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid", "focus must be clearly visible"
+    assert run_axe(page) == []
+    admin = new_page(bypass_csp=True)
+    sign_in(admin, console_server.url, "ville")
+    expect(admin.get_by_role("link", name="Lokitiedot")).to_be_visible()
+    admin.get_by_role("link", name="Lokitiedot").click()
+    expect(admin.get_by_role("heading", name="Lokitiedot")).to_be_visible()
+    expect(admin.locator("table.audit")).to_contain_text("sign_in")
+    assert run_axe(admin) == []
