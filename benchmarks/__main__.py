@@ -1,0 +1,31 @@
+"""python -m benchmarks [parse|chat|handoff] ..."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    sub = parser.add_subparsers(dest="name")
+    p = sub.add_parser("parse", help="parse latency: our path beside Rasa's own /model/parse")
+    p.add_argument("--rounds", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=8)
+    c = sub.add_parser("chat", help="chat load: many Socket.IO residents, ours beside stock `rasa run` socketio")
+    from .chat import add_arguments as chat_arguments
+    chat_arguments(c)
+    h = sub.add_parser("handoff", help="counsellor -> resident latency across processes; the pick-up race")
+    from .handoff import add_arguments as handoff_arguments
+    handoff_arguments(h)
+    args = parser.parse_args()
+    names = [args.name] if args.name else ["parse", "chat", "handoff"]
+    for name in names:
+        if name != args.name:
+            args = parser.parse_args([name])
+        print(f"=== benchmark: {name}")
+        importlib.import_module(f"benchmarks.{name}").main(args)
+
+
+if __name__ == "__main__":
+    main()

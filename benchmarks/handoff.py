@@ -1,0 +1,273 @@
+"""Handoff benchmark: a counsellor's message to the resident's screen, across
+processes, and twenty counsellors clicking "take" at once.
+
+Two real chat server processes (``python -m chat_server``) share a fresh
+PostgreSQL database and Redis (a key prefix of this run's own). The resident's
+socket is on process B, the counsellor's console on process A, so every line
+crosses Redis: console emit -> A stores it (PostgreSQL commit) -> A publishes
+-> B delivers to the resident's socket. Measured in this process from just
+before the console's ``send`` to the resident's ``bot_uttered`` arriving,
+one message at a time. Target: p99 <= 10 ms.
+
+Then COUNSELLORS counsellors (half on each process) all click "take" on the
+same queued chat at the same moment, for several chats: exactly one may win
+each, and the database must agree.
+
+Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (or
+HANDOFF_BENCH_PG_DSN / HANDOFF_BENCH_REDIS_URL). Rasa is not needed: the
+resident asks for a person with the /request_counsellor button payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import redis as redis_lib
+import socketio
+
+from bot.settings import PROJECT_ROOT, Settings
+
+from .stats import percentile, summary_ms
+
+PG_ADMIN_DSN = os.environ.get("HANDOFF_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("HANDOFF_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PASSWORD = "benchmark-password-123"
+SERVER_READY_TIMEOUT_SECS = 60.0
+EVENT_TIMEOUT_SECS = 10.0
+TARGET_P99_MS = 10.0
+_CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--messages", type=int, default=2000, help="counsellor messages timed (default 2000)")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed messages first (default 200)")
+    parser.add_argument("--counsellors", type=int, default=20, help="counsellors clicking at once (default 20)")
+    parser.add_argument("--races", type=int, default=10, help="chats raced for (default 10)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = _free_port()
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "chat_server", "--port", str(self.port)],
+                                         cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_READY_TIMEOUT_SECS
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chat server exited ({self.proc.returncode}); see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"chat server did not start; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class Inbox:
+    """Events of one socket, awaited in order."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
+
+    def record(self, event: str, payload: object) -> None:
+        self.queue.put_nowait((event, payload, time.perf_counter()))
+
+    async def wait(self, event: str, where=None) -> tuple[object, float]:
+        async with asyncio.timeout(EVENT_TIMEOUT_SECS):
+            while True:
+                name, payload, at = await self.queue.get()
+                if name == event and (where is None or where(payload)):
+                    return payload, at
+
+
+async def _resident(url: str) -> tuple[socketio.AsyncClient, Inbox, str]:
+    sio = socketio.AsyncClient(reconnection=False)
+    inbox = Inbox()
+    sio.on("*", lambda event, *args: inbox.record(event, args[0] if args else None))
+    await sio.connect(url, transports=["websocket"], wait_timeout=EVENT_TIMEOUT_SECS)
+    await sio.emit("session_request", {"session_id": None, "language": "fi"})
+    session_id, _ = await inbox.wait("session_confirm")
+    await sio.emit("user_uttered", {"message": "/request_counsellor", "session_id": session_id,
+                                    "customData": {"language": "fi", "client_id": secrets.token_hex(8)}})
+    await inbox.wait("handoff_state", lambda p: p["state"] in ("queued", "unavailable"))
+    return sio, inbox, session_id
+
+
+async def _console(http: aiohttp.ClientSession, url: str, username: str) -> socketio.AsyncClient:
+    """Sign in through the real form and open the console's socket with the session cookie."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        async with browser.get(url + "/login") as response:
+            csrf = _CSRF_RE.search(await response.text()).group(1)
+        async with browser.post(url + "/login", allow_redirects=False, data={
+                "username": username, "password": PASSWORD, "csrf_token": csrf}) as response:
+            if response.status != 303:
+                raise RuntimeError(f"sign-in of {username} failed: HTTP {response.status}")
+        cookie = "; ".join(f"{m.key}={m.value}" for m in jar)
+    sio = socketio.AsyncClient(reconnection=False)
+    await sio.connect(url, headers={"Cookie": cookie}, namespaces=["/counsellor"], transports=["websocket"],
+                      wait_timeout=EVENT_TIMEOUT_SECS)
+    return sio
+
+
+async def _call(sio: socketio.AsyncClient, event: str, payload: dict) -> dict:
+    return await sio.call(event, payload, namespace="/counsellor", timeout=EVENT_TIMEOUT_SECS)
+
+
+async def _create_users(settings: Settings, count: int) -> None:
+    from chat_server import db
+    from chat_server.auth import StaffAuth
+    from chat_server.ratelimit import MemoryCounter
+    from chat_server.store import Store
+
+    engine = db.create_engine(settings.database_url)
+    try:
+        auth = StaffAuth(Store(engine), MemoryCounter(), session_hours=1, max_failures=5, lockout_secs=60,
+                         rate_address_per_min=1000)
+        await asyncio.gather(*(auth.create_user(f"c{i:02d}", f"Ohjaaja {i}", "counsellor", PASSWORD)
+                               for i in range(count)))
+    finally:
+        await engine.dispose()
+
+
+async def _latency(a: ServerProcess, b: ServerProcess, messages: int, warmup: int) -> list[float]:
+    async with aiohttp.ClientSession() as http:
+        counsellor = await _console(http, a.url, "c00")
+    resident, inbox, _ = await _resident(b.url)
+    try:
+        hello = await _call(counsellor, "hello", {})
+        cid = hello["queue"]["conversations"][-1]["conversation_id"]
+        answer = await _call(counsellor, "pick_up", {"conversation_id": cid})
+        assert answer["ok"], answer
+        await inbox.wait("handoff_state", lambda p: p["state"] == "counsellor")
+        samples: list[float] = []
+        for i in range(warmup + messages):
+            text = f"Viesti {i}"
+            started = time.perf_counter()
+            await counsellor.emit("send", {"conversation_id": cid, "text": text}, namespace="/counsellor")
+            _, arrived = await inbox.wait("bot_uttered", lambda p, text=text: p["text"] == text)
+            if i >= warmup:
+                samples.append(arrived - started)
+        return samples
+    finally:
+        await resident.disconnect()
+        await counsellor.disconnect()
+
+
+async def _races(a: ServerProcess, b: ServerProcess, counsellors: int, races: int,
+                 database_url: str) -> tuple[int, int, list[int]]:
+    """(chats raced, chats with exactly one winner, winners per chat)."""
+    async with aiohttp.ClientSession() as http:
+        consoles = await asyncio.gather(*(_console(http, (a if i % 2 else b).url, f"c{i:02d}")
+                                          for i in range(counsellors)))
+    winners_per_chat: list[int] = []
+    single = 0
+    try:
+        for r in range(races):
+            resident, inbox, _ = await _resident((a if r % 2 else b).url)
+            hello = await _call(consoles[0], "hello", {})
+            cid = hello["queue"]["conversations"][-1]["conversation_id"]
+            answers = await asyncio.gather(*(_call(c, "pick_up", {"conversation_id": cid}) for c in consoles))
+            winners = sum(1 for answer in answers if answer.get("ok"))
+            with psycopg.connect(database_url) as conn:
+                (takes,) = conn.execute("SELECT count(*) FROM handoff_transitions WHERE conversation_id = %s "
+                                        "AND to_state = 'counsellor'", (cid,)).fetchone()
+            winners_per_chat.append(winners)
+            if winners == 1 and takes == 1:
+                single += 1
+            await resident.disconnect()
+    finally:
+        for console in consoles:
+            await console.disconnect()
+    return races, single, winners_per_chat
+
+
+def main(args) -> None:
+    name = "polku_bench_" + secrets.token_hex(5)
+    prefix = f"polkubench:{secrets.token_hex(4)}:"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    tmp = Path(tempfile.mkdtemp(prefix="polku-handoff-bench-"))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("POLKU_")},
+           "POLKU_DATABASE_URL": database_url, "POLKU_REDIS_URL": REDIS_URL, "POLKU_REDIS_PREFIX": prefix,
+           "POLKU_DATA_DIR": str(tmp), "POLKU_RASA_URL": f"http://127.0.0.1:{_free_port()}",
+           "POLKU_CHAT_ALWAYS_OPEN": "1", "POLKU_LOG_LEVEL": "WARNING",
+           "POLKU_LOGIN_RATE_ADDRESS_PER_MIN": "1000", "POLKU_RATE_ADDRESS_PER_MIN": "100000",
+           "POLKU_RATE_SESSION_PER_MIN": "100000"}
+    a = ServerProcess(env, tmp / "a.log")
+    b = ServerProcess(env, tmp / "b.log")
+    try:
+        a.start()
+        a.wait_ready()  # migrates first; then the second finds the schema ready
+        b.start()
+        b.wait_ready()
+        asyncio.run(_create_users(Settings(environ=env), max(args.counsellors, 1)))
+
+        samples = asyncio.run(_latency(a, b, args.messages, args.warmup))
+        p99_ms = percentile(samples, 99) * 1000
+        print(f"Counsellor message -> resident's socket, console on process A, resident on process B "
+              f"(PostgreSQL + Redis), {len(samples)} messages one at a time:")
+        print(f"  {summary_ms(samples)}")
+        print(f"  p99 {p99_ms:.2f} ms: {'within' if p99_ms <= TARGET_P99_MS else 'OVER'} the {TARGET_P99_MS:.0f} ms target")
+
+        races, single, winners = asyncio.run(_races(a, b, args.counsellors, args.races, database_url))
+        doubles = sum(1 for w in winners if w > 1)
+        print(f"Pick-up race: {args.counsellors} counsellors on 2 processes clicking the same chat at once, "
+              f"{races} chats:")
+        print(f"  exactly one winner (and one transition in the database) for {single}/{races} chats; "
+              f"double assignments: {doubles}; winners per chat: {winners}")
+    finally:
+        a.stop()
+        b.stop()
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        client = redis_lib.Redis.from_url(REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=prefix + "*", count=500))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
