@@ -48,6 +48,8 @@ UNAVAILABLE = "unavailable"  # shown to the resident; the conversation itself st
 # Reasons of counsellor -> queued moves; each tells the resident in its own words.
 REASON_PUT_BACK = "put_back"
 REASON_COUNSELLOR_GONE = "counsellor_disconnected"
+# A queued -> queued record: the resident wrote of a crisis while waiting.
+REASON_CRISIS = "crisis_while_waiting"
 # How far before the current front a requeued conversation is placed.
 FRONT_OFFSET = timedelta(milliseconds=1)
 
@@ -180,6 +182,42 @@ class Handoff:
             tx.on_commit(lambda: self._tell_state_listeners(conversation, from_state, to_state))
         return view
 
+    async def escalate(self, tx: Transaction, conversation: Conversation, *, actor: str) -> bool:
+        """A crisis message from a resident who is already queued or with a counsellor:
+        the conversation becomes a crisis one (recorded like a move, queued -> queued).
+
+        Queued: it goes before every normal conversation, and the resident gets the
+        emergency guidance now (or, with nobody online, where to get help at once).
+        With a counsellor: only the flag; the counsellor reads the message. Does
+        nothing (returns False) when the conversation is already a crisis one."""
+        state = conversation.handoff_state
+        if state not in (QUEUED, COUNSELLOR) or conversation.priority == "crisis":
+            return False
+        actor_kind(actor)
+        conversation.priority = "crisis"
+        await tx.add_transition(conversation, state, state, actor, REASON_CRISIS, utcnow())
+        conversation_id = conversation.id
+        if state == QUEUED:
+            queued_at = conversation.queued_at or utcnow()
+            await self._requeue(conversation_id, "crisis", queued_at)
+            tx.on_rollback(lambda: self._requeue(conversation_id, "normal", queued_at))
+            view = await self.view(conversation)
+            tx.on_commit(lambda: self.events.handoff_state(conversation_id, view))
+            response_id = "handoff_crisis_unavailable" if view.state == UNAVAILABLE else "crisis"
+            language = conversation.language or self.default_language
+            reply = self.notices.notice(response_id, language)
+            notice = await tx.add_message(conversation, sender="system", text=reply.text,
+                                          response_id=response_id, language=language)
+            tx.on_commit(lambda: self.events.bot_uttered(conversation_id, notice))
+            tx.on_commit(lambda: self.queue_changed(exclude=conversation_id))
+        log.info("conversation %s escalated to crisis while %s", conversation_id, state)
+        return True
+
+    async def _requeue(self, conversation_id: int, priority: str, queued_at) -> None:
+        """Queue again under another priority (add() alone keeps the old place)."""
+        await self.queue.remove(conversation_id)
+        await self.queue.add(conversation_id, priority, queued_at)
+
     async def _tell_state_listeners(self, conversation: Conversation, from_state: str, to_state: str) -> None:
         for listener in self.state_listeners:
             try:
@@ -225,7 +263,11 @@ class Handoff:
         crisis = conversation.priority == "crisis"
         if to_state == QUEUED:
             if view.state == UNAVAILABLE:
-                return ("handoff_crisis_unavailable" if crisis else "counsellors_unavailable"), {}
+                if crisis:
+                    return "handoff_crisis_unavailable", {}
+                if from_state == COUNSELLOR and reason == REASON_COUNSELLOR_GONE:
+                    return "handoff_requeued_unavailable", {}
+                return "counsellors_unavailable", {}
             if crisis:
                 return "handoff_crisis_queued", {}
             if from_state == COUNSELLOR:

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 import socketio
 from sqlalchemy.exc import IntegrityError
 
+from bot.safety import crisis_check
 from bot.types import LANGUAGES, BotTurn, DialogueState
 
 from . import handoff as hs
@@ -376,13 +377,19 @@ class ResidentChannel:
             if turn is not None and conversation.handoff_state == hs.BOT:
                 return await self._apply_turn(tx, sid, conversation, message, turn)
             # Queued or with a counsellor (or it changed while the bot thought):
-            # stored for the counsellor, not sent to the bot.
+            # stored for the counsellor, not sent to the bot. The crisis lexicon
+            # still reads it: a resident in crisis while waiting gets the emergency
+            # guidance at once and moves to the front of the queue.
             text = turn.parse.text if turn is not None else self.bot.redact(message.text)
             language = turn.language if turn is not None else (message.language or conversation.language)
+            crisis = crisis_check(text) is not None
             stored = await tx.add_message(conversation, sender="resident", text=text,
-                                          language=language, client_id=message.client_id)
+                                          language=language, client_id=message.client_id,
+                                          intent="crisis" if crisis else None)
             tx.on_commit(lambda: self.events.message_ack(sid, stored))
             tx.on_commit(lambda: self.events.console_message(conversation_id, stored))
+            if crisis:
+                await self.handoff.escalate(tx, conversation, actor="system")
             return stored
 
     async def _apply_turn(self, tx: Transaction, sid: str, conversation: Conversation,

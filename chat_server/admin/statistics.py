@@ -75,6 +75,8 @@ def conversation_counts(conversation: Any, transitions: Iterable[Any], tags: Ite
     handed_over = False
     entered: datetime | None = None
     for move in transitions:
+        if move.from_state == move.to_state:
+            continue  # not a move: a crisis flag raised while waiting or talking
         if move.to_state == "queued":
             entered = move.at
             if move.from_state == "bot":

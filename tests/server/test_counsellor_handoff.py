@@ -131,6 +131,55 @@ async def test_queue_is_crisis_first_and_every_resident_sees_their_place_move(se
     assert (await second.next("handoff_state", lambda p: p["position"] == 1))["state"] == "queued"
 
 
+async def test_a_crisis_written_while_waiting_goes_first_and_gets_emergency_guidance(server, connect, counsellors):
+    anna = await counsellors(server, "anna")
+    first = await queued_resident(connect, server)
+    waiting = await queued_resident(connect, server)
+    ids = [await conversation_id_of(server, r) for r in (first, waiting)]
+    skip_pending(waiting)
+    # Not a crisis: stored for the counsellor, nothing else happens.
+    await waiting.ack(await waiting.say("kauanko tässä menee"))
+    # A crisis, with a typo, while waiting in the normal queue.
+    await waiting.ack(await waiting.say("en jaksa enää elää, haluan kuolla"))
+    guidance = await waiting.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
+    assert "112" in guidance["text"]
+    assert (await waiting.next("handoff_state", lambda p: p["position"] == 1))["state"] == "queued"
+    assert (await first.next("handoff_state", lambda p: p["position"] == 2))["state"] == "queued"
+    queue = await anna.next("queue", lambda p: [c["conversation_id"] for c in p["conversations"]] == [ids[1], ids[0]])
+    assert [c["crisis"] for c in queue["conversations"]] == [True, False]
+    rows = await server.sql("SELECT from_state, to_state, actor, reason FROM handoff_transitions "
+                            "WHERE conversation_id = :c ORDER BY id", c=ids[1])
+    assert rows[-1] == ("queued", "queued", "system", "crisis_while_waiting")
+    intents = await server.sql("SELECT intent FROM messages WHERE conversation_id = :c AND sender = 'resident' "
+                               "ORDER BY id", c=ids[1])
+    assert intents[-2:] == [(None,), ("crisis",)]
+    # A second crisis message: already first, no second guidance.
+    await waiting.ack(await waiting.say("haluan kuolla"))
+    notices = await server.sql("SELECT count(*) FROM messages WHERE conversation_id = :c AND response_id = 'crisis'",
+                               c=ids[1])
+    assert notices == [(1,)]
+
+
+async def test_a_crisis_written_to_a_counsellor_flags_the_chat(server, connect, counsellors):
+    anna = await counsellors(server, "anna")
+    resident = await queued_resident(connect, server)
+    cid = await conversation_id_of(server, resident)
+    await anna.ok("pick_up", {"conversation_id": cid})
+    await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
+    skip_pending(resident)
+    await resident.ack(await resident.say("mua pelottaa, mies uhkaa tappaa mut"))
+    line = await anna.next("message", lambda p: p["message"]["sender"] == "resident")
+    assert "pelottaa" in line["message"]["text"]
+    assert await server.sql("SELECT priority FROM conversations WHERE id = :c", c=cid) == [("crisis",)]
+    # The counsellor answers; no automatic text is put into their conversation.
+    await asyncio.sleep(0.3)
+    assert not [p for e, p in resident.received[resident_seen(resident):] if e == "bot_uttered"]
+
+
+def resident_seen(client) -> int:
+    return max(client._taken) + 1 if client._taken else 0
+
+
 async def test_nobody_online_or_chat_closed_is_unavailable(server, connect, counsellors):
     resident = await queued_resident(connect, server)
     assert resident.received[-1][0] in ("handoff_state", "bot_uttered")
@@ -246,6 +295,23 @@ async def test_grace_period_requeues_to_the_front_and_tells_the_resident(launch,
     rows = await server.sql("SELECT actor, reason FROM handoff_transitions WHERE conversation_id = :c ORDER BY id DESC LIMIT 1",
                             c=second_id)
     assert rows == [("system", "counsellor_disconnected")]
+
+
+async def test_the_only_counsellor_lost_tells_the_resident_what_happened_and_what_to_do(launch, sqlite_settings,
+                                                                                          connect, counsellors):
+    server = await launch(sqlite_settings, POLKU_COUNSELLOR_GRACE_SECS=0.3)
+    anna = await counsellors(server, "anna")
+    resident = await queued_resident(connect, server)
+    cid = await conversation_id_of(server, resident)
+    await anna.ok("pick_up", {"conversation_id": cid})
+    await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
+    skip_pending(resident)
+    await anna.close()
+    assert (await resident.next("handoff_state", lambda p: p["state"] == "unavailable", timeout=10))["position"] == 1
+    notice = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
+    assert "yhteys katkesi" in notice["text"] and "/callback_request" in [q["payload"] for q in notice["quick_replies"]]
+    assert await server.sql("SELECT response_id FROM messages WHERE conversation_id = :c ORDER BY id DESC LIMIT 1",
+                            c=cid) == [("handoff_requeued_unavailable",)]
 
 
 async def test_a_counsellor_back_within_the_grace_period_keeps_the_chat(launch, sqlite_settings, connect,
