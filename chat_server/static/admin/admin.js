@@ -46,8 +46,11 @@ function buildNavigation() {
   });
 }
 
+let navigation = 0;  // the latest route() wins: a slower, earlier section never overwrites it
+
 async function route() {
   const [section, ...rest] = (window.location.hash.slice(1) || "content").split("/");
+  const current = ++navigation;
   const entry = SECTIONS.find(([id]) => id === section) || SECTIONS[0];
   if (leaving) leaving();
   leaving = null;
@@ -59,12 +62,19 @@ async function route() {
   clear(main);
   main.append(el("p", { class: "hint" }, t("loading")));
   const view = el("div", { class: "section" });
+  let cleanup = null;
   try {
-    leaving = (await entry[1](view, rest.map(decodeURIComponent))) || null;
+    cleanup = (await entry[1](view, rest.map(decodeURIComponent))) || null;
   } finally {
-    clear(main);
-    main.append(view);
+    if (current === navigation) {
+      leaving = cleanup;
+      clear(main);
+      main.append(view);
+    } else if (cleanup) {
+      cleanup();
+    }
   }
+  if (current !== navigation) return;
   // A section may name what gets the focus (view.dataset.focus); else its heading.
   const target = (view.dataset.focus && document.getElementById(view.dataset.focus)) || main.querySelector("h1");
   if (target) {
@@ -74,5 +84,22 @@ async function route() {
 }
 
 buildNavigation();
+// The skip link moves the focus to the content; it must not change the section.
+document.getElementById("skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.setAttribute("tabindex", "-1");
+  main.focus();
+});
+// The link of the section already open: no hashchange, so take the focus to its heading here.
+document.getElementById("sections").addEventListener("click", (event) => {
+  const link = event.target.closest("a[data-section]");
+  if (!link || link.getAttribute("href") !== (window.location.hash || "#content")) return;
+  event.preventDefault();
+  const heading = main.querySelector("h1");
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  }
+});
 window.addEventListener("hashchange", route);
 route();
