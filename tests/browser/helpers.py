@@ -126,3 +126,40 @@ def save_screenshot(page: Page, name: str, full_page: bool = False) -> None:
     if directory:
         os.makedirs(directory, exist_ok=True)
         page.screenshot(path=os.path.join(directory, name), full_page=full_page)
+
+
+# --- Socket.IO frames the page sends (the callback request tests) ---------------------
+
+SOCKET_SPY_JS = """(() => {
+  // Every text frame the page's WebSockets send; __polkuTamper(frame) may rewrite one.
+  window.__polkuFrames = [];
+  window.__polkuTamper = null;
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === 'string') {
+      if (window.__polkuTamper) data = window.__polkuTamper(data);
+      window.__polkuFrames.push(data);
+    }
+    return send.call(this, data);
+  };
+})();"""
+
+
+def spy_on_socket(page: Page) -> None:
+    """Record what the page sends over WebSocket, from its next navigation on."""
+    page.add_init_script(SOCKET_SPY_JS)
+
+
+def sent_events(page: Page, event: str) -> list:
+    """Payloads of the Socket.IO events named `event` that the page has sent (spy_on_socket)."""
+    return page.evaluate("""(name) => (window.__polkuFrames || [])
+      .filter((f) => f.startsWith('42'))
+      .map((f) => JSON.parse(f.slice(2)))
+      .filter((packet) => packet[0] === name)
+      .map((packet) => packet[1])""", event)
+
+
+def all_session_storage(page: Page) -> str:
+    """Every key and value of the page's sessionStorage, as one text."""
+    return page.evaluate("""() => Object.keys(sessionStorage)
+      .map((k) => k + '=' + sessionStorage.getItem(k)).join('\\n')""")

@@ -4,6 +4,8 @@ WCAG 2.1 AA asks of it."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from playwright.sync_api import expect
 
@@ -14,6 +16,7 @@ from .helpers import (
     QUESTION_FI,
     RESIDENT_MESSAGES,
     active_matches,
+    all_session_storage,
     save_screenshot,
     assert_inside_viewport,
     assert_no_horizontal_scroll,
@@ -23,7 +26,9 @@ from .helpers import (
     parse_rgb,
     run_axe,
     send_with_enter,
+    sent_events,
     session_value,
+    spy_on_socket,
     tab_to,
     wait_for_answer,
     wait_for_welcome,
@@ -398,3 +403,197 @@ def test_an_expired_session_starts_a_fresh_transcript(page, chat_server):
     expect(page.locator(RESIDENT_MESSAGES)).to_have_count(0)
     wait_for_welcome(page)
     assert not session_value(page, "session").startswith("expired-")
+
+
+# --- Callback request ----------------------------------------------------------------
+
+CALLBACK_FORM = "form.polku-callback"
+CALLBACK_BUTTON = "Pyydä soittoa"
+
+
+def _ask_for_a_counsellor(page) -> None:
+    """Nobody is online in the tests: the unavailable notice offers the callback quick reply."""
+    wait_for_welcome(page)
+    send_with_enter(page, QUESTION_FI)
+    wait_for_answer(page)
+    page.get_by_role("button", name="Haluan jutella ohjaajan kanssa").last.click()
+    expect(page.get_by_role("button", name=CALLBACK_BUTTON)).to_be_visible()
+
+
+def _open_callback_form(page) -> None:
+    button = page.get_by_role("button", name=CALLBACK_BUTTON)
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(CALLBACK_FORM)).to_be_visible()
+    assert active_matches(page, "#polku-cb-phone"), "the form opens with the focus in the phone field"
+
+
+def _stored_callbacks(server, phone: str) -> list[tuple]:
+    with sqlite3.connect(server.data_dir / "polku.db") as db:
+        return db.execute("SELECT phone, name, preferred_time, status, consent_at FROM callback_requests"
+                          " WHERE phone = ?", (phone,)).fetchall()
+
+
+def test_callback_request_from_the_unavailable_notice(page, chat_server_process):
+    server = chat_server_process
+    phone = "040 765 4321"
+    spy_on_socket(page)
+    open_demo(page, server.url)
+    open_with_keyboard(page)
+    _ask_for_a_counsellor(page)
+    residents_before = page.locator(RESIDENT_MESSAGES).count()
+    _open_callback_form(page)
+    form = page.locator(CALLBACK_FORM)
+
+    # Inside the panel, labelled, in place of the message box; the payload was not sent as a message.
+    expect(form).to_have_accessible_name("Pyydä soittoa")
+    expect(page.locator("form.polku-composer")).to_be_hidden()
+    expect(page.locator(RESIDENT_MESSAGES)).to_have_count(residents_before)
+    phone_field = form.get_by_label("Puhelinnumero (pakollinen)")
+    expect(phone_field).to_have_attribute("type", "tel")
+    expect(phone_field).to_have_attribute("autocomplete", "tel")
+    expect(form.get_by_label("Nimi (vapaaehtoinen)")).to_be_visible()
+    expect(form.get_by_label("Milloin sinulle sopii soittaa? (vapaaehtoinen)")).to_be_visible()
+    consent = form.get_by_role("checkbox")
+    expect(consent).not_to_be_checked()
+    expect(consent).to_have_accessible_name(
+        "Annan luvan: Polku tallentaa puhelinnumeroni, jotta ohjaaja voi soittaa minulle, ja poistaa numeron puhelun jälkeen.")
+
+    # Nothing filled in: the phone field is the first invalid one and gets the focus.
+    form.get_by_role("button", name="Lähetä pyyntö").click()
+    expect(phone_field).to_have_attribute("aria-invalid", "true")
+    expect(form.locator("#polku-cb-phone-error")).to_have_text("Kirjoita puhelinnumerosi.")
+    assert "polku-cb-phone-error" in phone_field.get_attribute("aria-describedby")
+    assert active_matches(page, "#polku-cb-phone")
+
+    # A phone number but no consent: the consent box says why, with the focus on it.
+    page.keyboard.type(phone)
+    form.get_by_label("Nimi (vapaaehtoinen)").fill("Maija")
+    form.get_by_label("Milloin sinulle sopii soittaa? (vapaaehtoinen)").fill("huomenna aamulla")
+    expect(phone_field).not_to_have_attribute("aria-invalid", "true")  # fixed as typed
+    form.get_by_role("button", name="Lähetä pyyntö").click()
+    expect(consent).to_have_attribute("aria-invalid", "true")
+    expect(consent).to_have_accessible_description("Tarvitsemme luvan numerosi tallentamiseen. Valitse ruutu, jos annat luvan.")
+    assert active_matches(page, "#polku-cb-consent")
+    page.wait_for_timeout(300)
+    assert sent_events(page, "callback_request") == [], "nothing is sent before the form is right"
+    assert _stored_callbacks(server, phone) == []
+    expect(phone_field).to_have_value(phone)  # nothing typed is lost
+
+    violations = run_axe(page)
+    assert violations == [], violations
+
+    page.keyboard.press("Space")  # the focus is on the box
+    expect(consent).to_be_checked()
+    expect(consent).not_to_have_attribute("aria-invalid", "true")
+    tab_to(page, ".polku-callback button[type=submit]", max_presses=5)
+    page.keyboard.press("Enter")
+
+    confirmation = page.locator(MESSAGES).filter(has_text="Kiitos! Polun ohjaaja soittaa sinulle")
+    expect(confirmation).to_have_count(1)
+    expect(confirmation).to_contain_text("numeroon, joka päättyy 321, mahdollisimman pian aukioloaikana.")
+    expect(page.locator(".polku-panel > .polku-sr[role=status]")).to_contain_text("Kiitos! Polun ohjaaja")
+    expect(form).to_be_hidden()
+    expect(page.locator("form.polku-composer")).to_be_visible()
+    assert active_matches(page, "textarea.polku-input")
+    expect(page.get_by_role("button", name=CALLBACK_BUTTON)).to_be_hidden()  # done: no second request
+
+    assert sent_events(page, "callback_request") == [{
+        "session_id": session_value(page, "session"), "phone": phone, "name": "Maija",
+        "preferred_time": "huomenna aamulla", "consent": True}]
+    rows = _stored_callbacks(server, phone)
+    assert len(rows) == 1 and rows[0][1:4] == ("Maija", "huomenna aamulla", "open") and rows[0][4], rows
+    storage = all_session_storage(page)
+    for secret in (phone, phone.replace(" ", ""), "765 4321", "Maija", "huomenna aamulla"):
+        assert secret not in storage, f"{secret!r} is in sessionStorage"
+
+    # The confirmation is the widget's own: it stays in its place after a reload.
+    page.reload()
+    page.wait_for_function("() => window.PolkuChat && !window.PolkuChat.pending")
+    page.wait_for_timeout(1500)  # the history answer merges in
+    expect(confirmation).to_have_count(1)
+    expect(page.locator(MESSAGES).last).to_contain_text("Kiitos! Polun ohjaaja")
+
+
+def test_callback_form_cancel_and_escape_return_the_focus(page, chat_server):
+    open_demo(page, chat_server)
+    open_with_keyboard(page)
+    _ask_for_a_counsellor(page)
+    form = page.locator(CALLBACK_FORM)
+
+    _open_callback_form(page)
+    page.keyboard.type("040 111 2222")
+    page.keyboard.press("Escape")  # closes the form, not the chat
+    expect(form).to_be_hidden()
+    expect(page.locator(".polku-panel")).to_be_visible()
+    assert active_matches(page, ".polku-quick button"), "the focus goes back to the quick reply"
+
+    _open_callback_form(page)
+    expect(form.get_by_label("Puhelinnumero (pakollinen)")).to_have_value("040 111 2222")  # kept
+    tab_to(page, ".polku-callback button[type=button]", max_presses=8)
+    page.keyboard.press("Enter")
+    expect(form).to_be_hidden()
+    assert active_matches(page, ".polku-quick button")
+    page.keyboard.press("Escape")  # outside the form Escape closes the chat as before
+    expect(page.locator(".polku-panel")).to_be_hidden()
+
+
+def test_callback_refused_by_the_server_shows_in_the_form(page, chat_server_process):
+    server = chat_server_process
+    phone = "040 222 3333"
+    spy_on_socket(page)
+    open_demo(page, server.url)
+    open_with_keyboard(page)
+    _ask_for_a_counsellor(page)
+    _open_callback_form(page)
+    form = page.locator(CALLBACK_FORM)
+    form.get_by_label("Puhelinnumero (pakollinen)").fill(phone)
+    form.get_by_role("checkbox").check()
+    # As if the widget had sent something the server cannot use: it answers callback_invalid.
+    page.evaluate("() => { window.__polkuTamper = (f) => f.replace('\"consent\":true', '\"consent\":false'); }")
+    send = form.get_by_role("button", name="Lähetä pyyntö")
+    send.click()
+    alert = form.locator("[role=alert]")
+    expect(alert).to_contain_text("Soittopyyntöä ei voitu tallentaa.")
+    expect(alert).to_contain_text("Tietosi ovat tallessa lomakkeessa.")
+    expect(form.get_by_label("Puhelinnumero (pakollinen)")).to_have_value(phone)
+    expect(form.get_by_role("checkbox")).to_be_checked()
+    expect(send).not_to_have_attribute("aria-disabled", "true")
+    assert _stored_callbacks(server, phone) == []
+
+    page.evaluate("() => { window.__polkuTamper = null; }")
+    send.click()
+    expect(page.locator(MESSAGES).filter(has_text="päättyy 333")).to_have_count(1)
+    expect(form).to_be_hidden()
+    assert len(_stored_callbacks(server, phone)) == 1
+
+
+@pytest.mark.parametrize("context", [
+    {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2},
+    {"viewport": {"width": 640, "height": 400}, "device_scale_factor": 2},  # 1280 x 800 at 200 % zoom
+], ids=["phone-360", "zoom-200"])
+def test_callback_form_fits_a_phone_and_200_percent_zoom(new_page, chat_server, context):
+    page = new_page(**context)
+    open_demo(page, chat_server)
+    open_with_keyboard(page)
+    _ask_for_a_counsellor(page)
+    _open_callback_form(page)
+    form = page.locator(CALLBACK_FORM)
+    form.get_by_role("button", name="Lähetä pyyntö").click()  # with its errors, the form is at its tallest
+    expect(form.locator(".polku-field__error").first).to_be_visible()
+    assert_no_horizontal_scroll(page)
+    assert_inside_viewport(page, ".polku-panel")
+    overflowing = page.locator(".polku-panel").evaluate(
+        "p => [...p.querySelectorAll('*:not(.polku-sr)')].filter(e => e.scrollWidth > e.clientWidth + 1"
+        " && getComputedStyle(e).overflowX !== 'visible').map(e => e.className)")
+    assert not overflowing, f"parts of the panel scroll sideways: {overflowing}"
+    for control in ("#polku-cb-phone", "#polku-cb-consent", ".polku-callback button[type=submit]",
+                    ".polku-callback button[type=button]"):
+        page.locator(control).scroll_into_view_if_needed()
+        assert_inside_viewport(page, control)
+    sizes = form.locator("button").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [e.textContent.trim(), r.width, r.height]; })")
+    assert all(w >= 44 and h >= 44 for _, w, h in sizes), sizes
+    violations = run_axe(page)
+    assert violations == [], violations
+    save_screenshot(page, f"widget-callback-{context['viewport']['width']}.png")

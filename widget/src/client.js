@@ -17,6 +17,10 @@ const RESEND_CHECK_MS = 5000;
 const BUSY_RETRY_MS = 10000;
 const TYPING_REPEAT_MS = 3000;
 const TYPING_IDLE_MS = 4000;
+const CALLBACK_WAIT_MS = 20000;
+
+// Errors that answer a callback request (the error event has no client_id for it).
+const CALLBACK_ERROR_CODES = ['callback_invalid', 'rate_limited', 'malformed_payload', 'server_busy'];
 
 // The server refused these messages for good; the text goes back to the resident.
 const REFUSED_CODES = ['message_too_long', 'rate_limited', 'malformed_payload'];
@@ -56,6 +60,9 @@ export class ChatClient {
     this.busyTimer = null;
     this.typingSentAt = 0;
     this.typingIdleTimer = null;
+    // A callback request on its way: in memory only, never in storage (a phone number).
+    this.callback = null;
+    this.callbackTimer = null;
 
     this.sessionId = store.get('session', null);
     this.transcript = store.get('transcript', []);
@@ -128,6 +135,7 @@ export class ChatClient {
     socket.on('handoff_state', (data) => this.setHandoff(data));
     socket.on('typing', (data) => this.onTyping(data));
     socket.on('error', (data) => this.onServerError(data));
+    socket.on('callback_ack', (data) => this.onCallbackAck(data));
 
     this.resendTimer = window.setInterval(() => this.resendStale(), RESEND_CHECK_MS);
   }
@@ -143,6 +151,7 @@ export class ChatClient {
 
   onDisconnect(reason) {
     this.awaitingHistory = false;
+    if (this.callback) this.callback.unsent = true; // sent again after the next session_confirm
     if (reason === 'io client disconnect') return; // we asked for it (clearing)
     this.lostConnection = true;
     this.setConnection('reconnecting');
@@ -209,6 +218,7 @@ export class ChatClient {
     window.clearTimeout(this.historyTimer);
     const serverEntries = (Array.isArray(data.messages) ? data.messages : []).map((m) => this.entryFromHistory(m));
     const local = new Map(this.transcript.filter((e) => e.client_id).map((e) => [e.client_id, e]));
+    const notes = this.transcript.filter((e) => e.local);
     const names = new Map(this.transcript.filter((e) => e.counsellor_name).map((e) => [e.message_id, e.counsellor_name]));
     const stored = new Set();
     for (const entry of serverEntries) {
@@ -233,7 +243,7 @@ export class ChatClient {
     // Messages that arrived live after the server took its snapshot stay too.
     const newer = this.transcript.filter((e) => e.message_id != null && e.message_id > newest && !known.has(e.message_id));
     const unsent = this.transcript.filter((e) => e.client_id && waiting.has(e.client_id));
-    this.transcript = serverEntries.concat(newer, unsent);
+    this.transcript = this.placeLocalNotes(serverEntries.concat(newer, unsent), notes);
 
     if (data.handoff_state) this.setHandoff(data.handoff_state, { silent: true });
     this.awaitingHistory = false;
@@ -255,6 +265,17 @@ export class ChatClient {
       counsellor_name: m.counsellor_name || null,
       pending: false,
     };
+  }
+
+  /** The widget's own notes (not on the server) back where they were, after the message before them. */
+  placeLocalNotes(entries, notes) {
+    const result = entries.slice();
+    for (const note of notes) {
+      let at = result.findIndex((e) => (e.message_id != null && e.message_id > (note.after_message_id || 0)) || e.pending);
+      if (at < 0) at = result.length;
+      result.splice(at, 0, note);
+    }
+    return result;
   }
 
   /** A resident message that is a bare payload ("/request_counsellor") shows the button's title. */
@@ -304,6 +325,7 @@ export class ChatClient {
     if (!this.canSend()) return;
     for (const item of this.outbox) this.transmit(item);
     this.save();
+    if (this.callback && this.callback.unsent) this.transmitCallback();
   }
 
   transmit(item) {
@@ -402,7 +424,14 @@ export class ChatClient {
       this.emit('refused', { error, text: item.shown === item.message ? item.message : '' });
       return;
     }
+    if (this.callback && !error.client_id && CALLBACK_ERROR_CODES.includes(error.code)) {
+      // The callback request was refused: nothing stored; the form keeps what was typed.
+      this.endCallback();
+      this.emit('callbackRefused', error);
+      return;
+    }
     if (error.code === 'unknown_session') {
+      if (this.callback) this.callback.unsent = true;
       // Ask again; the server answers with a fresh session and the outbox follows it.
       if (this.isOnline()) {
         this.socket.emit('session_request', { session_id: this.sessionId || null, language: this.getLanguage() });
@@ -414,6 +443,65 @@ export class ChatClient {
       this.busyTimer = window.setTimeout(() => this.flushOutbox(), BUSY_RETRY_MS);
     }
     this.emit('serverError', error);
+  }
+
+  // --- callback requests -------------------------------------------------------------
+
+  /**
+   * Ask Polku to call back: { phone, name?, preferred_time?, topic? } with the
+   * resident's consent. Answered by 'callbackAck' or 'callbackRefused'.
+   */
+  requestCallback(details) {
+    const payload = { phone: details.phone, consent: true };
+    for (const key of ['name', 'preferred_time', 'topic']) if (details[key]) payload[key] = details[key];
+    this.callback = { payload, unsent: true };
+    window.clearTimeout(this.callbackTimer);
+    // No answer in time (no connection): the resident may try again; nothing is lost.
+    this.callbackTimer = window.setTimeout(() => {
+      if (!this.callback) return;
+      this.endCallback();
+      this.emit('callbackRefused', { code: 'timeout', message: '' });
+    }, CALLBACK_WAIT_MS);
+    if (!this.socket) this.connect();
+    if (this.canSend()) this.transmitCallback();
+  }
+
+  transmitCallback() {
+    this.callback.unsent = false;
+    this.socket.emit('callback_request', { session_id: this.sessionId, ...this.callback.payload });
+  }
+
+  endCallback() {
+    window.clearTimeout(this.callbackTimer);
+    this.callback = null;
+  }
+
+  onCallbackAck(data) {
+    if (!this.callback) return;
+    this.endCallback();
+    this.emit('callbackAck', { callback_id: data && data.callback_id });
+  }
+
+  /** A note of the widget's own in the transcript (kept through history merges, never sent). */
+  addLocalNote(text) {
+    const ids = this.transcript.map((e) => e.message_id).filter((id) => id != null);
+    const entry = {
+      key: `n:${uuid()}`,
+      local: true,
+      after_message_id: Math.max(0, ...ids),
+      message_id: null,
+      client_id: null,
+      sender: 'system',
+      text: String(text),
+      quick_replies: [],
+      time: new Date().toISOString(),
+      language: this.getLanguage(),
+      counsellor_name: null,
+      pending: false,
+    };
+    this.transcript.push(entry);
+    this.changed();
+    return entry;
   }
 
   // --- other resident actions ---------------------------------------------------
@@ -452,6 +540,7 @@ export class ChatClient {
     this.transcript = [];
     this.outbox = [];
     this.awaitingHistory = false;
+    this.endCallback();
     const previous = this.handoff;
     this.handoff = BOT_STATE;
     this.store.clearConversation();

@@ -4,6 +4,7 @@
 
 import { h, icon, ICONS, richText } from './dom.js';
 import { LANGUAGES, LANGUAGE_NAMES, strings, formatWait } from './i18n.js';
+import { checkCallbackForm, phoneDigits } from './callback.js';
 import css from './styles.css';
 
 const PENDING_MARK_DELAY_MS = 1500;
@@ -12,6 +13,9 @@ const TYPING_TIMEOUT_MS = 15000;
 const DRAFT_SAVE_DELAY_MS = 300;
 const NEAR_BOTTOM_PX = 96;
 const TRANSIENT_STATUS_MS = { reconnected: 5000, cleared: 6000, sessionExpired: 10000 };
+// The quick reply of the counsellors_unavailable notice: opens the callback form, is never sent.
+const CALLBACK_PAYLOAD = '/callback_request';
+const CALLBACK_FIELDS = ['phone', 'name', 'preferred_time', 'consent'];
 
 /**
  * A constructed stylesheet where the browser has them: a host page's Content
@@ -42,6 +46,9 @@ export class ChatView {
     this.typingTimers = {};
     this.typingShown = undefined;
     this.statusKind = null;
+    this.callbackErrors = {};
+    this.callbackAlert = null;
+    this.callbackSending = false;
     this.build(host);
     this.applyStrings();
     this.bindClient();
@@ -144,6 +151,8 @@ export class ChatView {
 
     this.errorEl = h('div', { class: 'polku-error', 'aria-live': 'polite' });
 
+    this.buildCallbackForm();
+
     this.inputLabel = h('label', { class: 'polku-composer__label', for: 'polku-input' });
     this.inputHint = h('span', { id: 'polku-input-hint', class: 'polku-sr' });
     this.input = h('textarea', {
@@ -175,11 +184,67 @@ export class ChatView {
       'aria-labelledby': 'polku-title',
       hidden: true,
       onkeydown: (e) => this.onPanelKey(e),
-    }, header, this.confirm, this.status, this.handoffEl, this.intro, this.log, this.typingEl, this.errorEl,
-    this.form, this.announcer);
+    }, header, this.confirm, this.status, this.handoffEl, this.intro, this.log, this.typingEl,
+    this.callbackForm, this.errorEl, this.form, this.announcer);
 
     this.root = h('div', { class: 'polku-root', lang: this.lang }, this.launcher, this.panel);
     shadow.appendChild(this.root);
+  }
+
+  /**
+   * The callback request form: inline in the panel, in place of the message
+   * box while it is open. Checked here as the server checks it; errors sit by
+   * their fields (aria-describedby, aria-invalid).
+   */
+  buildCallbackForm() {
+    const field = (name, input, { hint = true } = {}) => {
+      const id = `polku-cb-${name.replace('_', '-')}`;
+      input.id = id;
+      const parts = {
+        input,
+        label: h('label', { class: 'polku-field__label', for: id }),
+        hint: hint ? h('span', { id: `${id}-hint`, class: 'polku-field__hint' }) : null,
+        error: h('p', { id: `${id}-error`, class: 'polku-field__error', hidden: true }),
+      };
+      this.callbackFields[name] = parts;
+      return parts;
+    };
+    this.callbackFields = {};
+    const onEdit = (name) => () => { if (this.callbackErrors[name]) this.checkCallbackField(name); };
+    const text = (name, attrs) => field(name, h('input', {
+      type: 'text', class: 'polku-field__input', oninput: onEdit(name), ...attrs,
+    }));
+    const phone = text('phone', { type: 'tel', autocomplete: 'tel', 'aria-required': 'true' });
+    const name = text('name', { autocomplete: 'given-name' });
+    const time = text('preferred_time', { autocomplete: 'off' });
+    const consent = field('consent', h('input', {
+      type: 'checkbox', class: 'polku-field__check', onchange: onEdit('consent'),
+    }), { hint: false });
+
+    this.callbackTitle = h('h3', { id: 'polku-cb-title', class: 'polku-callback__title' });
+    this.callbackIntro = h('p', { id: 'polku-cb-intro', class: 'polku-callback__intro' });
+    // Exists from the start, so that the server's refusal is announced when it comes.
+    this.callbackAlertEl = h('div', { class: 'polku-callback__alert', role: 'alert' });
+    this.callbackSendLabel = h('span');
+    this.callbackSend = h('button', { type: 'submit', class: 'polku-btn polku-btn--primary' }, this.callbackSendLabel);
+    this.callbackCancel = h('button', { type: 'button', class: 'polku-btn', onclick: () => this.cancelCallback() });
+    const textField = (parts) => h('div', { class: 'polku-field' }, parts.label, parts.hint, parts.input, parts.error);
+    this.callbackForm = h('form', {
+      class: 'polku-callback',
+      novalidate: true,
+      'aria-labelledby': 'polku-cb-title',
+      'aria-describedby': 'polku-cb-intro',
+      hidden: true,
+      onsubmit: (e) => {
+        e.preventDefault();
+        this.submitCallback();
+      },
+    }, this.callbackTitle, this.callbackIntro,
+    textField(phone), textField(name), textField(time),
+    h('div', { class: 'polku-field polku-field--check' },
+      h('div', { class: 'polku-field__checkrow' }, consent.input, consent.label), consent.error),
+    this.callbackAlertEl,
+    h('div', { class: 'polku-callback__actions' }, this.callbackSend, this.callbackCancel));
   }
 
   /** Every interface text, in the current language. */
@@ -212,6 +277,18 @@ export class ChatView {
     this.inputLabel.textContent = t.inputLabel;
     this.inputHint.textContent = t.inputHint;
     this.sendLabel.textContent = t.send;
+    this.callbackTitle.textContent = t.callbackTitle;
+    this.callbackIntro.textContent = t.callbackIntro;
+    const f = this.callbackFields;
+    f.phone.label.textContent = t.callbackPhone;
+    f.phone.hint.textContent = t.callbackPhoneHint;
+    f.name.label.textContent = t.callbackName;
+    f.name.hint.textContent = t.callbackNameHint;
+    f.preferred_time.label.textContent = t.callbackTime;
+    f.preferred_time.hint.textContent = t.callbackTimeHint;
+    f.consent.label.textContent = t.callbackConsent;
+    this.callbackCancel.textContent = t.callbackCancel;
+    this.renderCallbackState();
     this.renderBadge();
   }
 
@@ -234,7 +311,7 @@ export class ChatView {
       this.scrollToBottom();
       this.dispatch('open');
     }
-    if (focus) this.input.focus();
+    if (focus) (this.isCallbackOpen() ? this.callbackFields.phone.input : this.input).focus();
   }
 
   close({ returnFocus = true } = {}) {
@@ -257,7 +334,9 @@ export class ChatView {
     if (e.key !== 'Escape' || e.isComposing) return;
     e.preventDefault();
     e.stopPropagation();
-    if (!this.confirm.hidden) this.cancelClear();
+    // Escape in the callback form cancels the form, not the whole chat.
+    if (this.isCallbackOpen() && this.callbackForm.contains(e.target)) this.cancelCallback();
+    else if (!this.confirm.hidden) this.cancelClear();
     else this.close();
   }
 
@@ -317,6 +396,10 @@ export class ChatView {
   }
 
   sendQuickReply(reply) {
+    if (reply.payload === CALLBACK_PAYLOAD) {
+      this.openCallback();
+      return;
+    }
     this.showError(null);
     this.client.send(reply.payload, reply.title);
     // The buttons disappear with the answer; keep the resident where they can go on.
@@ -337,6 +420,9 @@ export class ChatView {
 
   doClear() {
     this.confirm.hidden = true;
+    // A new conversation: the callback form forgets what was typed in it.
+    if (this.isCallbackOpen()) this.hideCallback();
+    this.resetCallback();
     this.client.clear();
     this.store.set('draft', this.input.value);
     this.showError(null);
@@ -345,6 +431,153 @@ export class ChatView {
     this.showStatus('cleared');
     this.input.focus();
     this.dispatch('clear');
+  }
+
+  // --- callback request --------------------------------------------------------------
+
+  isCallbackOpen() {
+    return !this.callbackForm.hidden;
+  }
+
+  openCallback({ focus = true } = {}) {
+    if (!this.isCallbackOpen()) {
+      this.callbackReturnFocus = this.activeElement();
+      this.callbackForm.hidden = false;
+      this.form.hidden = true;
+      this.panel.classList.add('polku-panel--callback');
+      this.showError(null);
+    }
+    if (focus) this.callbackFields.phone.input.focus();
+  }
+
+  hideCallback() {
+    this.callbackForm.hidden = true;
+    this.form.hidden = false;
+    this.panel.classList.remove('polku-panel--callback');
+  }
+
+  /** Closes the form, keeps what was typed (until sent or the conversation is cleared). */
+  cancelCallback() {
+    if (!this.isCallbackOpen()) return;
+    this.setCallbackErrors({});
+    this.callbackAlert = null;
+    this.renderCallbackState();
+    this.hideCallback();
+    const back = this.callbackReturnFocus;
+    this.callbackReturnFocus = null;
+    const visible = back && back.isConnected && back.getClientRects().length > 0 && this.panel.contains(back);
+    (visible ? back : this.input).focus();
+  }
+
+  resetCallback() {
+    for (const name of CALLBACK_FIELDS) {
+      const { input } = this.callbackFields[name];
+      if (input.type === 'checkbox') input.checked = false;
+      else input.value = '';
+    }
+    this.setCallbackErrors({});
+    this.callbackAlert = null;
+    this.callbackSending = false;
+    this.renderCallbackState();
+  }
+
+  callbackValues() {
+    const f = this.callbackFields;
+    return {
+      phone: f.phone.input.value,
+      name: f.name.input.value,
+      preferred_time: f.preferred_time.input.value,
+      consent: f.consent.input.checked,
+    };
+  }
+
+  /** Re-checks a field with an error as the resident corrects it: the error goes once it is fixed. */
+  checkCallbackField(name) {
+    const { errors } = checkCallbackForm(this.callbackValues());
+    if (errors[name]) return;
+    const next = { ...this.callbackErrors };
+    delete next[name];
+    this.setCallbackErrors(next);
+  }
+
+  submitCallback() {
+    if (this.callbackSending) return;
+    const { values, errors } = checkCallbackForm(this.callbackValues());
+    this.callbackAlert = null;
+    this.setCallbackErrors(errors);
+    const firstInvalid = CALLBACK_FIELDS.find((name) => errors[name]);
+    if (firstInvalid) {
+      this.renderCallbackState();
+      this.callbackFields[firstInvalid].input.focus();
+      return;
+    }
+    this.callbackSending = true;
+    this.callbackSentPhone = values.phone;
+    this.renderCallbackState();
+    // No topic: the widget does not know the conversation's; the server adds its own.
+    this.client.requestCallback({ phone: values.phone, name: values.name, preferred_time: values.preferred_time });
+  }
+
+  setCallbackErrors(errors) {
+    this.callbackErrors = errors;
+    for (const name of CALLBACK_FIELDS) {
+      const { input, hint, error } = this.callbackFields[name];
+      const problem = errors[name];
+      error.replaceChildren();
+      error.hidden = !problem;
+      if (problem) {
+        const message = problem.max ? this.t[problem.error](problem.max) : this.t[problem.error];
+        error.append(icon(ICONS.warning), h('span', null, message));
+        input.setAttribute('aria-invalid', 'true');
+      } else {
+        input.removeAttribute('aria-invalid');
+      }
+      const described = [hint && hint.id, problem && error.id].filter(Boolean).join(' ');
+      if (described) input.setAttribute('aria-describedby', described);
+      else input.removeAttribute('aria-describedby');
+    }
+  }
+
+  /** The texts that depend on the form's state, in the current language. */
+  renderCallbackState() {
+    this.callbackSendLabel.textContent = this.callbackSending ? this.t.callbackSending : this.t.callbackSend;
+    // Not `disabled`: a disabled button would drop the keyboard focus.
+    if (this.callbackSending) this.callbackSend.setAttribute('aria-disabled', 'true');
+    else this.callbackSend.removeAttribute('aria-disabled');
+    this.setCallbackErrors(this.callbackErrors);
+    this.callbackAlertEl.replaceChildren();
+    const alert = this.callbackAlert;
+    if (alert) {
+      const message = alert.message || this.t[alert.key] || this.t.errorGeneric;
+      this.callbackAlertEl.appendChild(h('p', { class: 'polku-callback__alerttext' },
+        icon(ICONS.warning), h('span', null, `${message} ${this.t.callbackKept}`)));
+    }
+  }
+
+  onCallbackAck() {
+    const inForm = this.callbackForm.contains(this.activeElement());
+    const digits = phoneDigits(this.callbackSentPhone || '');
+    this.callbackSentPhone = null;
+    this.resetCallback();
+    if (this.isCallbackOpen()) this.hideCallback();
+    // Only the end of the number, in the transcript and so in the browser's storage.
+    const text = this.t.callbackConfirmed(digits.slice(-3));
+    // Said once, by the announcer: the log would say it again.
+    this.log.setAttribute('aria-live', 'off');
+    this.client.addLocalNote(text);
+    this.scrollToBottom();
+    window.clearTimeout(this.relabelTimer);
+    this.relabelTimer = window.setTimeout(() => this.log.setAttribute('aria-live', 'polite'), 400);
+    this.announce(text);
+    if (inForm) this.input.focus();
+  }
+
+  onCallbackRefused(error) {
+    this.callbackSending = false;
+    this.callbackAlert = error.code === 'timeout' ? { key: 'callbackTimeout' } : { message: error.message };
+    // Closed meanwhile (cancelled while sending): open again, with everything as typed.
+    if (!this.isCallbackOpen()) this.openCallback({ focus: this.panel.contains(this.activeElement()) });
+    this.renderCallbackState();
   }
 
   // --- client events ------------------------------------------------------------------
@@ -392,6 +625,8 @@ export class ChatView {
       this.showError(error.message || this.t.errorGeneric, text ? this.t.textKept : '');
     });
     c.on('serverError', (error) => this.showError(error.message || this.t.errorGeneric));
+    c.on('callbackAck', () => this.onCallbackAck());
+    c.on('callbackRefused', (error) => this.onCallbackRefused(error));
   }
 
   // --- rendering: messages --------------------------------------------------------------
