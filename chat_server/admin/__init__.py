@@ -25,7 +25,7 @@ from bot.nlu import RasaClient
 from . import routes
 from .changes import ContentService
 from .checks import PAYLOAD_TARGETS
-from .editing import TrainingData
+from .editing import TrainingData, versions
 from .inbox import Inbox
 from .nlu_guard import ActivationFlag, GuardedNlu
 from .registry import ModelRegistry
@@ -100,6 +100,9 @@ class Admin:
             "payload_targets": sorted(PAYLOAD_TARGETS, key=_intent_order),
             "problems": [p.to_json() for p in data.problems()],
             "version": await self.content.version(),
+            # Sent back with each edit of an item (editing.item_version): an item
+            # changed since the page loaded it is not overwritten.
+            "versions": versions(data),
         }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS
+from bot.redact import redact
 from bot.types import LANGUAGES
 
 MAX_EXAMPLE_CHARS = 300
@@ -110,6 +111,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "fi": "Aukioloaika pitää kirjoittaa muodossa 09:00-15:00 (tai jättää tyhjäksi, jos suljettu).",
         "sv": "Öppettiden ska skrivas 09:00-15:00 (eller lämnas tom om stängt).",
         "en": "Write opening hours as 09:00-15:00 (or leave empty when closed)."},
+    "personal_data": {
+        "fi": "Esimerkissä on henkilötietoja (henkilötunnus, puhelinnumero, sähköpostiosoite tai tilinumero). "
+              "Botin opetusaineistoon ei saa tallentaa henkilötietoja. Poista ne esimerkistä tai korvaa "
+              "merkinnällä, esimerkiksi [PHONE].",
+        "sv": "Exemplet innehåller personuppgifter (personbeteckning, telefonnummer, e-postadress eller "
+              "kontonummer). Personuppgifter får inte sparas i botens träningsdata. Ta bort dem ur exemplet "
+              "eller ersätt dem med en markering, till exempel [PHONE].",
+        "en": "The example contains personal data (an identity code, phone number, e-mail address or bank "
+              "account). Personal data must not go into the bot's training data. Remove it from the example "
+              "or replace it with a marker such as [PHONE]."},
     "malformed": {
         "fi": "Tieto on väärän muotoinen: {detail}", "sv": "Uppgiften har fel form: {detail}",
         "en": "The entry is malformed: {detail}"},
@@ -155,6 +166,21 @@ def normalise_example(text: str) -> str:
     text = unicodedata.normalize("NFC", text).lower()
     text = re.sub(r"[^\w\s]", " ", text)
     return " ".join(text.split())
+
+
+def personal_data(text: str, item: dict[str, Any]) -> Problem | None:
+    """A problem when ``text`` holds personal data: what bot.redact would replace
+    (identity codes, phone numbers, e-mail addresses, IBANs).
+
+    The redaction's own markers ([HETU], [PHONE], [EMAIL], [IBAN]) are kept as
+    they are: they hold no personal data, and a resident's message reaches the
+    model redacted, with these very markers, so an example with one matches
+    what the model will be asked. (Refusing them would leave the inbox's
+    redacted messages unassignable, or make admins invent fake numbers.)
+    """
+    if redact(text) == text:
+        return None
+    return problem("personal_data", item)
 
 
 # --- the checks -----------------------------------------------------------------------

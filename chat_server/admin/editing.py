@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import hashlib
+import json
 import logging
 import re
 from contextlib import contextmanager
@@ -43,8 +45,23 @@ class EditRefused(ValueError):
         self.problems = problems
 
 
+# What the admin is told when the item changed after their page loaded it.
+STALE_MESSAGE = {
+    "fi": "Joku muu on muuttanut tätä kohtaa sen jälkeen, kun avasit sivun, joten muutostasi ei tallennettu. "
+          "Lataa sivu uudelleen, tarkista tiedot ja tee muutos sitten uudelleen.",
+    "sv": "Någon annan har ändrat det här efter att du öppnade sidan, så din ändring sparades inte. "
+          "Ladda om sidan, kontrollera uppgifterna och gör sedan ändringen på nytt.",
+    "en": "Someone else changed this after you opened the page, so your change was not saved. "
+          "Reload the page, check the content and then make your change again.",
+}
+
+
 class EditConflict(ValueError):
     """The slot no longer holds what the edit (or undo) expects: changed meanwhile."""
+
+    def __init__(self, detail: str, message: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.message = message or STALE_MESSAGE
 
 
 @dataclass
@@ -265,6 +282,44 @@ def directory_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# --- versions of the slots the page replaces whole ---------------------------------------
+
+VERSIONED_KINDS = ("description", "answer", "fact", "hours")
+
+
+def item_version(value: Any) -> str | None:
+    """A fingerprint of a slot's content (None for a slot that does not exist).
+
+    The page sends back the version of each item it loaded; an edit of an
+    item whose version has changed since (another admin's edit, a change by
+    hand) is refused rather than silently overwriting it."""
+    if value is None:
+        return None
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def versions(data: TrainingData) -> dict[str, dict[str, str | None]]:
+    """{kind: {name: version}} of every item the page edits whole."""
+    return {
+        "description": {name: item_version(data.current("description", {"intent": name})) for name in data.intents},
+        "answer": {rid: item_version(data.current("answer", {"response": rid})) for rid in data.responses},
+        "fact": {name: item_version(data.current("fact", {"fact": name})) for name in data.facts},
+        "hours": {channel: item_version(days) for channel, days in data.opening_hours.items()
+                  if isinstance(days, dict)},
+    }
+
+
+def _check_version(data: TrainingData, kind: str, key: dict[str, Any], request: dict[str, Any]) -> None:
+    """Refuse the edit when the item is no longer what the page loaded (no version: a new item)."""
+    sent = request.get("version")
+    current = item_version(data.current(kind, key))
+    if sent != current:
+        where = "/".join(str(v) for v in key.values())
+        raise EditConflict(f"{kind} {where} was changed after the page loaded it" if sent is not None
+                           else f"{kind} {where}: the page sent no version; reload it")
+
+
 # --- building edits from the page's requests ---------------------------------------------
 
 
@@ -298,13 +353,20 @@ def check_edit(data: TrainingData, request: dict[str, Any]) -> Edit:
         after = None if after is None else _clean_example(after, item)
         if before is None and after is None:
             raise EditRefused([problem("malformed", item, detail="nothing to change")])
+        examples = data.examples(intent, language)
+        index = examples.index(before) if before in examples else len(examples)
         if after is not None and not after:
-            raise EditRefused([problem("empty_example", {**item, "index": len(data.examples(intent, language))})])
+            raise EditRefused([problem("empty_example", {**item, "index": index})])
+        if after is not None:
+            found = checks.personal_data(after, {**item, "index": index})
+            if found is not None:
+                raise EditRefused([found])
         return Edit("example", {"intent": intent, "language": language}, before, after)
     if kind == "description":
         intent = request.get("intent")
         if not isinstance(intent, str) or intent not in data.intents:
             raise EditRefused([problem("malformed", {"kind": "intent", "intent": intent}, detail="unknown topic")])
+        _check_version(data, "description", {"intent": intent}, request)
         after = " ".join(_text(request.get("after"), {"kind": "intent", "intent": intent}).split())
         return Edit("description", {"intent": intent}, data.current("description", {"intent": intent}), after)
     if kind == "answer":
@@ -312,6 +374,7 @@ def check_edit(data: TrainingData, request: dict[str, Any]) -> Edit:
         item = {"kind": "answer", "response": rid}
         if not isinstance(rid, str) or rid not in data.responses:
             raise EditRefused([problem("malformed", item, detail="unknown answer")])
+        _check_version(data, "answer", {"response": rid}, request)
         after = _answer_entry(request.get("after"), item, data.responses[rid])
         return Edit("answer", {"response": rid}, data.current("answer", {"response": rid}), after)
     if kind == "fact":
@@ -321,6 +384,7 @@ def check_edit(data: TrainingData, request: dict[str, Any]) -> Edit:
             raise EditRefused([problem("malformed", item, detail="a service fact needs a name")])
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,63}", name):
             raise EditRefused([problem("bad_fact_name", item)])
+        _check_version(data, "fact", {"fact": name}, request)
         after = _fact_entry(request.get("after"), item, data.facts.get(name))
         return Edit("fact", {"fact": name}, data.current("fact", {"fact": name}), after)
     if kind == "hours":
@@ -329,6 +393,7 @@ def check_edit(data: TrainingData, request: dict[str, Any]) -> Edit:
         if not isinstance(channel, str) or channel not in data.opening_hours or channel in (
                 "timezone", "checked", "closed_dates"):
             raise EditRefused([problem("malformed", item, detail="unknown channel")])
+        _check_version(data, "hours", {"channel": channel}, request)
         days = request.get("after")
         if not isinstance(days, dict):
             raise EditRefused([problem("malformed", item, detail="hours must map weekdays to times")])
@@ -387,6 +452,11 @@ def _fact_entry(value: Any, item: dict, old: Any) -> dict[str, Any]:
 
 def check_against(data: TrainingData, edits: list[Edit]) -> TrainingData:
     """The data with ``edits`` made, or EditRefused/EditConflict; ``data`` is not changed."""
+    personal = [checks.personal_data(edit.after, {"kind": "example", **edit.key})
+                for edit in edits if edit.kind == "example" and isinstance(edit.after, str)]
+    if any(personal):
+        # Every way an example gets in (the page, the inbox, an undo) ends here.
+        raise EditRefused([p for p in personal if p is not None])
     changed = data.clone()
     for edit in edits:
         changed.apply(edit)

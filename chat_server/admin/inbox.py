@@ -25,7 +25,7 @@ from ..admin_models import InboxDecision, MessageGuess
 from ..models import Message, utcnow
 from . import similarity
 from .changes import ContentService, StaffRef
-from .checks import normalise_example, problem
+from .checks import normalise_example, personal_data, problem
 from .editing import Edit, EditRefused, TrainingData
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 INBOX_LIMIT = 500  # newest open messages grouped per view
 GUESSES_KEPT = 3
 RECOMPUTE_PER_VIEW = 50  # messages without stored guesses asked from the model per view
-RECOMPUTE_TIMEOUT_SECS = 5.0
+RECOMPUTE_TIMEOUT_SECS = 5.0  # one parse
+RECOMPUTE_CONCURRENCY = 4  # parses in flight at once
+RECOMPUTE_BUDGET_SECS = 10.0  # all of one view's parses
 
 
 class InboxError(ValueError):
@@ -77,19 +79,37 @@ class Inbox:
         if parse is None or not missing:
             return
         found: dict[int, list] = {}
-        for item in missing:
-            try:
-                async with asyncio.timeout(RECOMPUTE_TIMEOUT_SECS):
-                    result = await parse(item["text"], item["language"])
-            except Exception as exc:
-                log.info("could not recompute inbox guesses: %s", type(exc).__name__)
-                break
-            if not result.nlu_available:
-                break  # Rasa is down: try again next time
-            guesses = [[name, round(conf, 4)] for name, conf in result.ranking[:GUESSES_KEPT]]
-            if guesses:
-                found[item["message_id"]] = guesses
-                item["guesses"] = [{"intent": n, "confidence": round(c, 3)} for n, c in guesses]
+        # A few at a time (Rasa also answers the residents meanwhile), within a
+        # budget for the whole view; whatever is left gets its guesses next time.
+        gate = asyncio.Semaphore(RECOMPUTE_CONCURRENCY)
+        down = False
+
+        async def guess(item: dict) -> None:
+            nonlocal down
+            async with gate:
+                if down:
+                    return
+                try:
+                    async with asyncio.timeout(RECOMPUTE_TIMEOUT_SECS):
+                        result = await parse(item["text"], item["language"])
+                except Exception as exc:
+                    log.info("could not recompute inbox guesses: %s", type(exc).__name__)
+                    down = True
+                    return
+                if not result.nlu_available:
+                    down = True  # Rasa is down: try again next time
+                    return
+                guesses = [[name, round(conf, 4)] for name, conf in result.ranking[:GUESSES_KEPT]]
+                if guesses:
+                    found[item["message_id"]] = guesses
+                    item["guesses"] = [{"intent": n, "confidence": round(c, 3)} for n, c in guesses]
+
+        try:
+            async with asyncio.timeout(RECOMPUTE_BUDGET_SECS):
+                await asyncio.gather(*(guess(item) for item in missing))
+        except TimeoutError:
+            log.info("inbox guesses: %d of %d recomputed within %.0f s", len(found), len(missing),
+                     RECOMPUTE_BUDGET_SECS)
         if found:
             try:
                 async with self.server.store.transaction() as tx:
@@ -100,19 +120,9 @@ class Inbox:
 
     async def groups(self) -> dict[str, Any]:
         items = await self.items()
-        texts = [item["text"] for item in items]
-        vectors = similarity.tfidf(texts)
-        out = []
-        for indices in similarity.group(texts):
-            members = [items[i] for i in indices]
-            label = items[similarity.most_central(indices, vectors)]["text"]
-            out.append({"id": members[0]["message_id"], "label": label, "size": len(members),
-                        "guesses": _group_guesses(members), "items": members,
-                        "languages": sorted({m["language"] for m in members if m["language"]}),
-                        "newest": max(m["at"] for m in members)})
-        # Biggest groups first; among equals, the most recent first.
-        out.sort(key=lambda g: g["newest"], reverse=True)
-        out.sort(key=lambda g: g["size"], reverse=True)
+        # Pure Python and quadratic-ish in the messages (up to INBOX_LIMIT): in a
+        # thread, so that the residents' chats on this event loop do not wait.
+        out = await asyncio.to_thread(_grouped, items)
         return {"groups": out, "total": len(items), "threshold": self.threshold}
 
     # --- deciding ------------------------------------------------------------------------
@@ -139,6 +149,7 @@ class Inbox:
                 raise EditRefused([problem("malformed", {"kind": "intent", "intent": intent},
                                            detail=f"no topic {intent}")])
             edits: list[Edit] = []
+            refused: list = []
             for message in messages:
                 language = message.language if message.language in LANGUAGES else default_language
                 text = texts.get(message.id, message.text)
@@ -146,12 +157,21 @@ class Inbox:
                     raise EditRefused([problem("malformed", {"kind": "message", "message_id": message.id},
                                                detail="text must be text")])
                 text = " ".join(text.split())
+                # The stored text is redacted, but the admin may have edited it (or
+                # redaction missed something): nothing personal goes into training data.
+                found = personal_data(text, {"kind": "message", "message_id": message.id,
+                                             "intent": intent, "language": language})
+                if found is not None:
+                    refused.append(found)
+                    continue
                 known = {normalise_example(x) for x in data.examples(intent, language)}
                 known |= {normalise_example(e.after) for e in edits if e.key["language"] == language}
                 if normalise_example(text) in known:
                     continue  # already an example: nothing to add
                 edit_of[message.id] = len(edits)
                 edits.append(Edit("example", {"intent": intent, "language": language}, None, text))
+            if refused:
+                raise EditRefused(refused)  # every message with personal data pointed at; none added
             return edits
 
         changes = await self.content.submit_edits(build, staff, source="inbox")
@@ -189,6 +209,23 @@ def _ids(message_ids: Any) -> list[int]:
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in message_ids):
         raise InboxError("message ids are numbers")
     return sorted(set(message_ids))
+
+
+def _grouped(items: list[dict]) -> list[dict]:
+    """The items in groups of similar texts, biggest groups first (TF-IDF computed once)."""
+    vectors = similarity.tfidf([item["text"] for item in items])
+    out = []
+    for indices in similarity.group_vectors(vectors):
+        members = [items[i] for i in indices]
+        label = items[similarity.most_central(indices, vectors)]["text"]
+        out.append({"id": members[0]["message_id"], "label": label, "size": len(members),
+                    "guesses": _group_guesses(members), "items": members,
+                    "languages": sorted({m["language"] for m in members if m["language"]}),
+                    "newest": max(m["at"] for m in members)})
+    # Biggest groups first; among equals, the most recent first.
+    out.sort(key=lambda g: g["newest"], reverse=True)
+    out.sort(key=lambda g: g["size"], reverse=True)
+    return out
 
 
 def _group_guesses(members: list[dict]) -> list[dict]:

@@ -1,10 +1,11 @@
 """The trained models, which one Rasa serves, and switching between them.
 
 Models trained from the admin page land in ``<POLKU_MODEL_DIR>/candidates``,
-where ``latest_model`` (what a restarted Rasa serves) does not look. An
-activated model is moved up into ``POLKU_MODEL_DIR`` and its file time set
-to now, so that it is also the one served after a restart; rolling back to
-an older model does the same for that one.
+where ``latest_model`` (what a restarted Rasa serves) does not look. Once
+the running Rasa has accepted a model (loaded from where it lies), it is
+moved up into ``POLKU_MODEL_DIR`` and made the newest file there, so that it
+is also the one served after a restart; rolling back to an older model does
+the same for that one. A model Rasa refuses changes nothing on disk.
 
 Activation asks the running Rasa to load the model (``PUT /model``) while
 ``ActivationFlag`` keeps every parse patient (see nlu_guard.py).
@@ -176,15 +177,23 @@ class ModelRegistry:
             if not got:
                 raise ActivationBusy("another activation is in progress")
             previous = await self.active_name()
-            path = await asyncio.to_thread(self._promote, path)
+            # Rasa loads the file from where it lies (a candidate stays in candidates/):
+            # only a model Rasa accepted becomes the one a restart serves. A refused
+            # one leaves the model directory, and so latest_model(), as it was.
             started = time.monotonic()
             async with self.flag.raised():
                 await self._put_model(path)
                 now_active = await self.active_name()
             swap_secs = time.monotonic() - started
             if now_active != name:
-                raise ActivationError(f"Rasa serves {now_active} after loading {name}")
-            await asyncio.to_thread(_touch, path)
+                raise ActivationError(f"Rasa serves {now_active} after loading {name}; "
+                                      f"{name} was not made the model served after a restart")
+            try:
+                await asyncio.to_thread(self._promote, path)
+            except OSError as exc:
+                raise ActivationError(
+                    f"Rasa serves {name} now, but it could not be made the model served after a restart "
+                    f"({type(exc).__name__}: {exc}); a restart would serve the previous model") from exc
             async with self.server.store.transaction() as tx:
                 tx.session.add(ModelActivation(model_name=name, previous_model=previous, at=utcnow(),
                                                staff_id=staff.id, staff_name=staff.name,
@@ -193,14 +202,17 @@ class ModelRegistry:
         return {"model": name, "previous": previous, "swap_secs": round(swap_secs, 3)}
 
     def _promote(self, path: Path) -> Path:
-        """Move a candidate up into the model directory (with its .json)."""
-        if path.parent != self.candidates_dir:
-            return path
-        target = self.model_dir / path.name
-        meta = path.with_name(model_stem(path) + ".json")
-        if meta.exists():
-            os.replace(meta, self.model_dir / meta.name)
-        os.replace(path, target)
+        """Make the model (Rasa has accepted it) the one a restart serves: a candidate
+        is moved up into the model directory (with its .json), and the file made the
+        newest there (bot.training.latest_model goes by file time)."""
+        target = path
+        if path.parent == self.candidates_dir:
+            target = self.model_dir / path.name
+            meta = path.with_name(model_stem(path) + ".json")
+            if meta.exists():
+                os.replace(meta, self.model_dir / meta.name)
+            os.replace(path, target)
+        _make_newest(target)
         return target
 
     async def _put_model(self, path: Path) -> None:
@@ -218,7 +230,16 @@ class ModelRegistry:
                                   f"{type(exc).__name__}") from exc
 
 
-def _touch(path: Path) -> None:
-    """Newest by file time: a restarted Rasa serves this one (bot.training.latest_model)."""
-    now = time.time()
-    os.utime(path, (now, now))
+def _make_newest(path: Path) -> None:
+    """Newest by file time: a restarted Rasa serves this one (bot.training.latest_model).
+
+    Now, or just after the newest other model if that one's time is ahead
+    (a clock that was set back, a file copied with its time)."""
+    when = time.time()
+    for other in path.parent.glob("*" + MODEL_SUFFIX):
+        if other != path:
+            try:
+                when = max(when, other.stat().st_mtime + 1.0)
+            except FileNotFoundError:
+                pass
+    os.utime(path, (when, when))

@@ -46,10 +46,13 @@ def _json(body: Any, status: int = 200) -> web.Response:
         o, ensure_ascii=False, default=str)))
 
 
-def _error(status: int, code: str, detail: str = "", problems: list | None = None) -> web.Response:
+def _error(status: int, code: str, detail: str = "", problems: list | None = None,
+           message: dict[str, str] | None = None) -> web.Response:
     body: dict[str, Any] = {"error": code, "detail": detail}
     if problems is not None:
         body["problems"] = problems
+    if message is not None:
+        body["message"] = message  # what to tell the admin, per language
     return _json(body, status)
 
 
@@ -61,7 +64,9 @@ def _errors(handler: Handler) -> Handler:
             return await handler(request)
         except EditRefused as exc:
             return _error(422, "invalid", "the change was not made", [p.to_json() for p in exc.problems])
-        except (EditConflict, UndoRefused) as exc:
+        except EditConflict as exc:
+            return _error(409, "conflict", str(exc), message=exc.message)
+        except UndoRefused as exc:
             return _error(409, "conflict", str(exc))
         except (TrainingBusy, ActivationBusy) as exc:
             return _error(409, "busy", str(exc))

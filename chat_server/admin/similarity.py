@@ -52,7 +52,11 @@ def cosine(a: Vector, b: Vector) -> float:
 def group(texts: Sequence[str], threshold: float = GROUP_SIMILARITY) -> list[list[int]]:
     """Indices of ``texts`` in groups: each text joins the group whose centroid
     it is most similar to (at least ``threshold``), else starts a new one."""
-    vectors = tfidf(texts)
+    return group_vectors(tfidf(texts), threshold)
+
+
+def group_vectors(vectors: Sequence[Vector], threshold: float = GROUP_SIMILARITY) -> list[list[int]]:
+    """``group`` of texts whose TF-IDF vectors are already computed."""
     groups: list[list[int]] = []
     sums: list[Vector] = []
     centroids: list[Vector] = []

@@ -16,6 +16,8 @@ from chat_server.models import Conversation, HandoffTransition, Message
 from .helpers import RunningServer
 
 PASSWORD = "correct horse battery staple"
+# Kinds of edit that replace an item whole, and the request field naming the item.
+VERSIONED = {"description": "intent", "answer": "response", "fact": "fact", "hours": "channel"}
 
 
 def admin_of(server: RunningServer) -> Admin:
@@ -70,7 +72,19 @@ class AdminClient:
         return await self.request("DELETE", path, **kw)
 
     async def change(self, body: dict, expect: int = 200) -> Any:
+        """An edit as the page makes it: an item edited whole carries the version the page
+        would have loaded (fetched now, unless the body has one)."""
+        if body.get("kind") in VERSIONED and "version" not in body:
+            body = {**body, "version": await self.version_of(body)}
         return await self.post("/admin/api/changes", body, expect=expect)
+
+    async def version_of(self, body: dict) -> str | None:
+        """The version of the item ``body`` edits, as the content page has it now."""
+        kind = body["kind"]
+        content = await self.get("/admin/api/content", expect=None)
+        if not isinstance(content, dict) or "versions" not in content:
+            return None  # not allowed to read it (the request is refused anyway)
+        return content["versions"][kind].get(body.get(VERSIONED[kind]))
 
 
 async def seed_conversation(server: RunningServer, *, created_at: datetime, language: str = "fi",

@@ -211,3 +211,93 @@ async def test_an_edit_made_elsewhere_reaches_the_running_bot(admin_server, trai
         await asyncio.sleep(0.1)
     assert admin_server.server.bot.content.reply("thanks", "en").text == "Glad to help!"
     assert admin_of(admin_server).content.directory == training_copy
+
+
+# --- personal data never goes into the training data ------------------------------------------
+
+PERSONAL = ["asiakas 131052-308T kysyy toimeentulotuesta",  # identity code
+            "soittakaa minulle numeroon 040 123 4567",  # phone number
+            "vastaus osoitteeseen matti.meikalainen@example.com kiitos"]  # e-mail address
+
+
+async def test_examples_with_personal_data_are_refused_and_nothing_is_written(admin, training_copy):
+    files = {p: p.read_bytes() for p in training_copy.rglob("*.yml")}
+    examples = _intent_file(training_copy, "housing_problem")["examples"]["fi"]
+    for text in PERSONAL:
+        refused = await admin.change({"kind": "example", "intent": "housing_problem", "language": "fi",
+                                      "after": text}, expect=422)
+        [problem] = refused["problems"]
+        assert problem["code"] == "personal_data", text
+        assert problem["item"] == {"kind": "example", "intent": "housing_problem", "language": "fi",
+                                   "index": len(examples)}
+        message = problem["message"]["fi"]
+        assert "henkilötietoja" in message and "henkilötunnus" in message and "puhelinnumero" in message
+        assert "sähköpostiosoite" in message and "opetusaineistoon" in message
+        assert text not in str(refused)  # the personal data is not echoed back
+        # Editing an existing example into one with personal data: pointed at that example.
+        refused = await admin.change({"kind": "example", "intent": "housing_problem", "language": "fi",
+                                      "before": examples[2], "after": text}, expect=422)
+        assert [(p["code"], p["item"]["index"]) for p in refused["problems"]] == [("personal_data", 2)]
+    assert {p: p.read_bytes() for p in training_copy.rglob("*.yml")} == files
+    assert (await admin.get("/admin/api/changes"))["changes"] == []
+
+    # The redaction's own markers hold no personal data (and are what the model sees at run time).
+    added = await admin.change({"kind": "example", "intent": "housing_problem", "language": "fi",
+                                "after": "soittakaa minulle numeroon [PHONE]"})
+    assert added["change"]["after"] == "soittakaa minulle numeroon [PHONE]"
+
+
+# --- two admins: an item changed since the page loaded it is not overwritten ------------------
+
+
+async def test_an_item_changed_since_the_page_loaded_it_is_not_overwritten(admin_server, admin, training_copy):
+    other = await AdminClient.sign_in(admin_server)
+    try:
+        loaded = await admin.get("/admin/api/content")  # the first admin's page
+        versions = loaded["versions"]
+        greet = loaded["responses"]["greet"]
+        # The other admin saves first.
+        await other.change({"kind": "answer", "response": "greet",
+                            "after": {"text": {**greet["text"], "fi": "Hei, toisen ylläpitäjän teksti."},
+                                      "quick_replies": greet["quick_replies"]}})
+        await other.change({"kind": "description", "intent": "greet", "after": "toisen kuvaus"})
+        await other.change({"kind": "fact", "fact": "polku_phone",
+                            "after": {"value": "09 000 0000", "checked": "2026-11-01"}})
+        await other.change({"kind": "hours", "channel": "chat", "after": {"mon": "10:00-12:00"}})
+        files = {p: p.read_bytes() for p in training_copy.rglob("*.yml")}
+        history = (await admin.get("/admin/api/changes"))["changes"]
+
+        stale = [
+            {"kind": "answer", "response": "greet", "version": versions["answer"]["greet"],
+             "after": {"text": {**greet["text"], "fi": "Hei, ensimmäisen teksti."},
+                       "quick_replies": greet["quick_replies"]}},
+            {"kind": "description", "intent": "greet", "version": versions["description"]["greet"],
+             "after": "ensimmäisen kuvaus"},
+            {"kind": "fact", "fact": "polku_phone", "version": versions["fact"]["polku_phone"],
+             "after": {"value": "09 111 1111"}},
+            {"kind": "hours", "channel": "chat", "version": versions["hours"]["chat"],
+             "after": {"tue": "09:00-15:00"}},
+        ]
+        for body in stale:
+            refused = await admin.post("/admin/api/changes", body, expect=409)
+            assert refused["error"] == "conflict", body["kind"]
+            assert "Lataa sivu uudelleen" in refused["message"]["fi"]
+            assert set(refused["message"]) == {"fi", "sv", "en"}
+            # A page that sends no version at all (loaded before this check existed) is refused alike.
+            without = {k: v for k, v in body.items() if k != "version"}
+            assert (await admin.post("/admin/api/changes", without, expect=409))["error"] == "conflict"
+        assert {p: p.read_bytes() for p in training_copy.rglob("*.yml")} == files
+        assert (await admin.get("/admin/api/changes"))["changes"] == history
+
+        # Reloaded, the first admin sees the other's edit and can save over it knowingly.
+        fresh = await admin.get("/admin/api/content")
+        assert fresh["responses"]["greet"]["text"]["fi"] == "Hei, toisen ylläpitäjän teksti."
+        saved = await admin.post("/admin/api/changes", {**stale[0], "version": fresh["versions"]["answer"]["greet"]})
+        assert saved["change"]["after"]["text"]["fi"] == "Hei, ensimmäisen teksti."
+        # Unrelated items are not held up by the other admin's edits.
+        thanks = loaded["responses"]["thanks"]
+        await admin.post("/admin/api/changes", {
+            "kind": "answer", "response": "thanks", "version": versions["answer"]["thanks"],
+            "after": {"text": {**thanks["text"], "en": "Glad to help."}, "quick_replies": thanks.get("quick_replies", [])}})
+    finally:
+        await other.close()

@@ -4,7 +4,10 @@ language, recorded and undoable) and dismissing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from datetime import datetime, timezone
 
 import pytest
 import yaml
@@ -12,9 +15,10 @@ import yaml
 from bot.content import Content
 from bot.nlu import NluResult
 from bot.policy import Bot
+from chat_server.admin import inbox as inbox_module
 from chat_server.admin import similarity
 
-from .admin_support import AdminClient
+from .admin_support import AdminClient, seed_conversation
 
 LOW = (("housing_allowance", 0.35), ("housing_problem", 0.30), ("income_support_basic", 0.2))
 SCRIPT = {
@@ -143,3 +147,97 @@ async def test_dismissing_and_restoring(server, admin, connect):
     await admin.post("/admin/api/inbox/restore", {"message_ids": [ids["mikä sää on huomenna"]]})
     assert (await admin.get("/admin/api/inbox"))["total"] == 2
     await admin.post("/admin/api/inbox/dismiss", {"message_ids": ["x"]}, expect=400)
+
+
+async def test_assigning_a_text_with_personal_data_is_refused_pointing_at_the_message(server, admin, connect,
+                                                                                    training_copy):
+    ids = await chat(server, connect, ["paljonko on asumistuki", "asumistuki paljonko saa", "mikä sää on huomenna"])
+    path = training_copy / "intents" / "housing_allowance.yml"
+    before = path.read_bytes()
+    first, second = ids["paljonko on asumistuki"], ids["asumistuki paljonko saa"]
+    for text in ("paljonko on asumistuki, soita 040 123 4567", "asumistuki hetu 131052-308T",
+                 "asumistuki, vastaa maija@example.fi"):
+        refused = await admin.post("/admin/api/inbox/assign", {
+            "message_ids": [first, second], "intent": "housing_allowance",
+            "texts": {str(first): "paljonko on asumistuki", str(second): text}}, expect=422)
+        [problem] = refused["problems"]
+        assert problem["code"] == "personal_data"
+        assert problem["item"] == {"kind": "message", "message_id": second, "intent": "housing_allowance",
+                                   "language": "fi"}
+        assert "henkilötietoja" in problem["message"]["fi"]
+        # Nothing written: not the file, not the history, not a decision; both still in the inbox.
+        assert path.read_bytes() == before
+        assert (await admin.get("/admin/api/changes"))["changes"] == []
+        assert await server.sql("SELECT count(*) FROM admin_inbox_decisions") == [(0,)]
+        assert (await admin.get("/admin/api/inbox"))["total"] == 3
+    # A redacted text as stored (with the redaction's marker) may go in as it is.
+    await admin.post("/admin/api/inbox/assign", {
+        "message_ids": [second], "intent": "housing_allowance",
+        "texts": {str(second): "asumistuki, soitin numeroon [PHONE]"}})
+    assert "asumistuki, soitin numeroon [PHONE]" in yaml.safe_load(path.read_text())["examples"]["fi"]
+
+
+async def test_grouping_runs_in_a_thread_with_tfidf_computed_once(server, admin, connect, monkeypatch):
+    await chat(server, connect, ["paljonko on asumistuki", "asumistuki paljonko saa", "mikä sää on huomenna"])
+    calls = []
+    real = similarity.tfidf
+
+    def counting(texts):
+        calls.append(threading.current_thread())
+        return real(texts)
+
+    monkeypatch.setattr(similarity, "tfidf", counting)
+    inbox = await admin.get("/admin/api/inbox")
+    assert inbox["total"] == 3 and sorted(g["size"] for g in inbox["groups"]) == [1, 2]
+    assert len(calls) == 1, "TF-IDF computed more than once per view"
+    assert calls[0] is not threading.main_thread(), "grouping ran on the event loop's thread"
+
+
+class SlowNlu:
+    """Rasa taking a while per parse; counts the parses in flight."""
+
+    url = "slow"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.in_flight = 0
+        self.most = 0
+        self.calls = 0
+
+    async def parse(self, text: str) -> NluResult:
+        self.calls += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        return NluResult("housing_allowance", 0.3, LOW)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_guesses_missing_from_storage_are_asked_a_few_at_a_time(launch, sqlite_settings, training_copy):
+    nlu = SlowNlu(0.3)
+    bot = Bot(Content.load(training_copy), nlu, fallback_threshold=0.4)
+    server = await launch(sqlite_settings, bot=bot, POLKU_TRAINING_DATA_DIR=str(training_copy))
+    texts = tuple(f"kysymys numero {word}" for word in ("yksi", "kaksi", "kolme", "neljä", "viisi", "kuusi",
+                                                        "seitsemän", "kahdeksan"))
+    # Stored without guesses (as before guesses were stored, or while Rasa was down).
+    await seed_conversation(server, created_at=datetime.now(timezone.utc), resident_texts=texts,
+                            intent="nlu_fallback", confidence=0.0)
+    admin = await AdminClient.sign_in(server)
+    try:
+        inbox = await admin.get("/admin/api/inbox")
+        items = [i for g in inbox["groups"] for i in g["items"]]
+        assert len(items) == len(texts) and all(len(i["guesses"]) == 3 for i in items)
+        assert nlu.calls == len(texts)
+        assert nlu.most > 1, "asked Rasa one message after another"
+        assert nlu.most <= inbox_module.RECOMPUTE_CONCURRENCY
+        assert await server.count("message_intent_guesses") == len(texts)
+        # Stored now: the next view asks Rasa nothing.
+        await admin.get("/admin/api/inbox")
+        assert nlu.calls == len(texts)
+    finally:
+        await admin.close()

@@ -8,17 +8,21 @@ get their answers, on this server process and on another one."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bot.nlu import NluUnavailable, RasaClient
+from bot.training import latest_model
 from chat_server.admin import training_jobs
 
 from .admin_support import AdminClient, admin_of
-from .helpers import OWN_BOT
+from .helpers import OWN_BOT, free_port
 
 QUESTIONS = ("miten haetaan toimeentulotukea", "tarvitsen apua vuokran kanssa", "hur ansöker jag om utkomststöd",
              "I have debts I cannot pay", "hei", "kiitos")
@@ -112,6 +116,141 @@ def test_progress_reads_rasas_epoch_lines():
     assert progress.phase == "training" and progress.value == pytest.approx(0.12 + 0.58 * 0.45, abs=0.001)
     progress.feed("Epochs: 100%|██████████| 40/40 [00:50<00:00,  1.27s/it, t_loss=3.1, i_acc=0.998]")
     assert progress.phase == "saving"
+
+
+# --- activation: what a restart serves (Rasa's side played by a stand-in) ---------------------
+
+OLD = "polku-20260101-000000.tar.gz"
+NEW = "polku-20990101-000000.tar.gz"
+
+
+class StandInRasa:
+    """GET /status and PUT /model as Rasa answers them; ``refuse`` plays a model Rasa cannot load."""
+
+    def __init__(self, serving: str) -> None:
+        self.serving = serving
+        self.refuse = False
+        self.loads: list[tuple[str, bool]] = []  # (model_file asked for, whether it existed there)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> "StandInRasa":
+        app = web.Application()
+        app.router.add_get("/status", self.status)
+        app.router.add_put("/model", self.load)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response({"model_file": self.serving})
+
+    async def load(self, request: web.Request) -> web.Response:
+        model_file = (await request.json())["model_file"]
+        self.loads.append((model_file, Path(model_file).is_file()))
+        if self.refuse:
+            return web.json_response({"message": "An unexpected error occurred. Error: the model "
+                                                 "could not be loaded (corrupt archive)"}, status=400)
+        self.serving = model_file
+        return web.Response(status=204)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """The active model (an hour old), and a newer candidate trained from the page."""
+    folder = tmp_path / "models"
+    (folder / "candidates").mkdir(parents=True)
+    old = folder / OLD
+    old.write_bytes(b"the active model")
+    candidate = folder / "candidates" / NEW
+    candidate.write_bytes(b"a new model")
+    (folder / "candidates" / NEW.replace(".tar.gz", ".json")).write_text('{"examples": 5, "trained_at": 1}')
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(candidate, (hour_ago + 60, hour_ago + 60))  # newer than the active one
+    return folder
+
+
+@pytest.fixture
+async def stand_in():
+    rasa = await StandInRasa("/models/" + OLD).start()
+    yield rasa
+    await rasa.stop()
+
+
+async def test_a_refused_activation_leaves_what_a_restart_serves(launch, sqlite_settings, model_dir, stand_in):
+    server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir), POLKU_RASA_URL=stand_in.url)
+    admin = await AdminClient.sign_in(server)
+    try:
+        stand_in.refuse = True
+        failed = await admin.post(f"/admin/api/models/{NEW}/activate", expect=502)
+        assert failed["error"] == "activation_failed"
+        assert "HTTP 400" in failed["detail"] and "could not be loaded" in failed["detail"]
+        assert stand_in.loads == [(str(model_dir / "candidates" / NEW), True)]
+        # On disk nothing changed: a restarted Rasa still serves the active model.
+        assert latest_model(model_dir).name == OLD
+        assert (model_dir / "candidates" / NEW).is_file() and not (model_dir / NEW).exists()
+        assert (model_dir / "candidates" / NEW.replace(".tar.gz", ".json")).is_file()
+        listing = await admin.get("/admin/api/models")
+        assert {m["name"]: (m["candidate"], m["active"]) for m in listing["models"]} == {
+            OLD: (False, True), NEW: (True, False)}
+        assert await server.count("admin_model_activations") == 0
+    finally:
+        await admin.close()
+
+
+async def test_an_activation_nobody_answers_leaves_what_a_restart_serves(quick_server_at, model_dir):
+    server = await quick_server_at(model_dir)  # Rasa's URL: nothing listens there
+    admin = await AdminClient.sign_in(server)
+    try:
+        failed = await admin.post(f"/admin/api/models/{NEW}/activate", expect=502)
+        assert failed["error"] == "activation_failed" and "did not load the model" in failed["detail"]
+        assert latest_model(model_dir).name == OLD
+        assert (model_dir / "candidates" / NEW).is_file() and not (model_dir / NEW).exists()
+    finally:
+        await admin.close()
+
+
+async def test_an_accepted_model_becomes_the_one_a_restart_serves(launch, sqlite_settings, model_dir, stand_in):
+    server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir), POLKU_RASA_URL=stand_in.url)
+    admin = await AdminClient.sign_in(server)
+    try:
+        # A model file whose time is ahead of the clock (copied with its time) does not win a restart.
+        ahead = time.time() + 3600
+        os.utime(model_dir / OLD, (ahead, ahead))
+        result = await admin.post(f"/admin/api/models/{NEW}/activate")
+        assert result["model"] == NEW and result["previous"] == OLD
+        # Rasa loaded it where it lay; only then was it moved up, with its .json, and made the newest.
+        assert stand_in.loads == [(str(model_dir / "candidates" / NEW), True)]
+        assert (model_dir / NEW).is_file() and not (model_dir / "candidates" / NEW).exists()
+        assert (model_dir / NEW.replace(".tar.gz", ".json")).is_file()
+        assert latest_model(model_dir).name == NEW
+        listing = await admin.get("/admin/api/models")
+        assert {m["name"]: (m["candidate"], m["active"]) for m in listing["models"]} == {
+            OLD: (False, False), NEW: (False, True)}
+        # Rolling back: the old one becomes the newest file again.
+        rolled = await admin.post(f"/admin/api/models/{OLD}/activate")
+        assert rolled["previous"] == NEW and latest_model(model_dir).name == OLD
+        # A refused rollback changes nothing either.
+        stand_in.refuse = True
+        await admin.post(f"/admin/api/models/{NEW}/activate", expect=502)
+        assert latest_model(model_dir).name == OLD
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def quick_server_at(launch, sqlite_settings, tmp_path):
+    async def start(model_dir):
+        return await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir),
+                            POLKU_HELDOUT_PATH=str(tmp_path / "no-heldout.yml"))
+    return start
 
 
 # --- activation on the real Rasa ---------------------------------------------------------------

@@ -57,7 +57,7 @@ function renderIntent(editor, data, intent) {
   editor.append(
     el("h2", { id: "intent-heading", class: "editor__title" }, topicName(intent.id),
       el("span", { class: "editor__id" }, ` (${intent.id})`)),
-    descriptionForm(editor, intent),
+    descriptionForm(editor, intent, data.versions.description[intent.id]),
     el("section", { class: "card", "aria-labelledby": "examples-heading" },
       el("h3", { id: "examples-heading" }, t("examples")),
       el("p", { class: "hint" }, t("examplesHint")),
@@ -67,7 +67,7 @@ function renderIntent(editor, data, intent) {
   if (answer) editor.append(answerForm(data, intent.id, answer, () => refresh(editor, intent.id, `ans-save-${intent.id}`)));
 }
 
-function descriptionForm(editor, intent) {
+function descriptionForm(editor, intent, version) {
   const id = `desc-${intent.id}`;
   const form = el("form", { class: "inline-form", novalidate: true },
     el("label", { for: id }, t("description")),
@@ -77,7 +77,7 @@ function descriptionForm(editor, intent) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const ok = await save(form, () => api("POST", "/admin/api/changes",
-      { kind: "description", intent: intent.id, after: form.querySelector("input").value }));
+      { kind: "description", intent: intent.id, after: form.querySelector("input").value, version }));
     if (ok) refresh(editor, intent.id, id);
   });
   return form;
@@ -221,7 +221,8 @@ export function answerForm(data, rid, answer, after) {
     event.preventDefault();
     const text = Object.fromEntries(LANGUAGES.map((lang) => [lang, form.querySelector(`#ans-${rid}-${lang}`).value]));
     const ok = await save(form, () => api("POST", "/admin/api/changes",
-      { kind: "answer", response: rid, after: { text, quick_replies: replies } }));
+      // The version loaded: the server refuses the save if someone changed the answer since.
+      { kind: "answer", response: rid, after: { text, quick_replies: replies }, version: data.versions.answer[rid] }));
     if (ok && after) after();
   });
   return form;

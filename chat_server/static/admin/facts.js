@@ -21,7 +21,7 @@ export async function render(view, [selected]) {
   for (const [name, fact] of Object.entries(data.facts)) list.append(factForm(view, data, name, fact));
   view.append(list);
   view.append(el("h2", { id: "hours-heading" }, t("hours")), el("p", { class: "hint" }, t("hoursHint")));
-  for (const [channel, days] of Object.entries(data.hours)) view.append(hoursForm(view, channel, days));
+  for (const [channel, days] of Object.entries(data.hours)) view.append(hoursForm(view, channel, days, data.versions.hours[channel]));
   if (selected) view.dataset.focus = `fact-${selected}-heading`;
 }
 
@@ -80,13 +80,14 @@ function factForm(view, data, name, fact) {
       kind: "fact", fact: name,
       after: { value, checked: form.querySelector(`#${checkedId}`).value,
         placeholder: form.querySelector(`#${placeholderId}`).checked },
+      version: data.versions.fact[name],  // the server refuses the save if the fact changed since
     }));
     if (ok) rerender(view, `fact-${name}-save`);
   });
   return form;
 }
 
-function hoursForm(view, channel, days) {
+function hoursForm(view, channel, days, version) {
   const headingId = `hours-${channel}-heading`;
   const form = el("form", { class: "card hours", novalidate: true, "aria-labelledby": headingId },
     el("h3", { id: headingId }, t(`channel_${channel}`) === `channel_${channel}` ? channel : t(`channel_${channel}`)));
@@ -101,7 +102,7 @@ function hoursForm(view, channel, days) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const after = Object.fromEntries([...grid.querySelectorAll("input")].map((input) => [input.dataset.day, input.value]));
-    const ok = await save(form, () => api("POST", "/admin/api/changes", { kind: "hours", channel, after }));
+    const ok = await save(form, () => api("POST", "/admin/api/changes", { kind: "hours", channel, after, version }));
     if (ok) rerender(view, `hours-${channel}-save`);
   });
   return form;

@@ -58,7 +58,11 @@ export class ApiError extends Error {
     if (this.status === 0) return t("networkError");
     if (this.status === 401) return t("signedOut");
     if (this.status === 403) return t("forbidden");
-    if (this.data.error === "conflict") return `${t("conflict")} (${this.data.detail})`;
+    if (this.data.error === "conflict") {
+      // An edit of something changed meanwhile: the server says so in plain words (reload and redo).
+      if (this.data.message) return this.data.message[LANG] || this.data.message.fi;
+      return `${t("conflict")} (${this.data.detail})`;
+    }
     if (this.data.error === "busy") return t("busy");
     if (this.data.error === "not_found") return t("notFound");
     if (this.data.error === "conversation_active") return t("conversationActive");
@@ -118,6 +122,10 @@ export function fieldIdOf(item) {
       return document.getElementById(`fact-${item.fact}-value-${item.language}`)
         ? `fact-${item.fact}-value-${item.language}` : `fact-${item.fact}-value`;
     case "hours": return `hours-${item.channel}-${item.day}`;
+    case "message": {  // an inbox message's (editable) text
+      const field = document.querySelector(`input.inbox-item__text[data-message="${item.message_id}"]`);
+      return field ? field.id : null;
+    }
     default: return null;
   }
 }
