@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 import pytest
 import socketio
@@ -57,8 +58,8 @@ def sign_in(page, base_url: str, username: str = "anna") -> None:
     expect(page.locator("#connection-status")).to_have_attribute("data-state", "connected")
 
 
-def crisis_resident(base_url: str) -> socketio.Client:
-    """A resident in crisis, queued through the plain Socket.IO protocol (no browser needed)."""
+def socket_resident(base_url: str, text: str, client_id: str) -> tuple[socketio.Client, str]:
+    """A resident on the plain Socket.IO protocol (no browser needed) who says `text`: (client, session id)."""
     client = socketio.Client(reconnection=False)
     confirmed = []
     client.on("session_confirm", confirmed.append)
@@ -68,9 +69,18 @@ def crisis_resident(base_url: str) -> socketio.Client:
         if confirmed:
             break
         client.sleep(0.05)
-    client.emit("user_uttered", {"message": "mulla on halu kuolla", "session_id": confirmed[0],
-                                 "customData": {"language": "fi", "client_id": "crisis-1"}})
-    return client
+    say(client, confirmed[0], text, client_id)
+    return client, confirmed[0]
+
+
+def say(client: socketio.Client, session_id: str, text: str, client_id: str) -> None:
+    client.emit("user_uttered", {"message": text, "session_id": session_id,
+                                 "customData": {"language": "fi", "client_id": client_id}})
+
+
+def crisis_resident(base_url: str, client_id: str = "crisis-1") -> socketio.Client:
+    """A resident in crisis, queued at the front (the crisis lexicon needs no Rasa)."""
+    return socket_resident(base_url, "mulla on halu kuolla", client_id)[0]
 
 
 def ask_for_a_person(page) -> None:
@@ -197,3 +207,120 @@ def test_console_by_keyboard_and_at_200_percent_zoom(new_page, console_server):
     expect(admin.get_by_role("heading", name="Lokitiedot")).to_be_visible()
     expect(admin.locator("table.audit")).to_contain_text("sign_in")
     assert run_axe(admin) == []
+
+
+QUEUE_IDS_JS = "() => [...document.querySelectorAll('#queue-list .chat-item')].map(li => li.dataset.conversationId)"
+# Which control of a chat row has focus (by class names the console has had from the start).
+CONTROL_JS = """(node) => node.matches('.chat-item__open') ? 'open'
+  : node.matches('.chat-item__actions button') ? 'pick-up' : node.tagName"""
+# The focused element is remembered in the page, and so are the rows (to see they are the same nodes later).
+REMEMBER_FOCUS_JS = f"""() => {{
+  window.__focused = document.activeElement;
+  window.__rows = [...document.querySelectorAll('.chat-item')];
+  return ({CONTROL_JS})(document.activeElement);
+}}"""
+FOCUS_KEPT_JS = f"""() => ({{
+  same: document.activeElement === window.__focused,
+  connected: window.__focused.isConnected,
+  control: ({CONTROL_JS})(document.activeElement),
+  chat: (document.activeElement.closest('.chat-item') || {{dataset: {{}}}}).dataset.conversationId || null,
+  rowsKept: window.__rows.filter(r => r.isConnected).length,
+  rows: window.__rows.length,
+}})"""
+
+
+def new_queue_row(page, before: list[str]) -> str:
+    """The id of the one conversation that has come to the queue since `before`."""
+    expect(page.locator("#queue-list .chat-item")).to_have_count(len(before) + 1)
+    (new,) = set(page.evaluate(QUEUE_IDS_JS)) - set(before)
+    return new
+
+
+def assert_focus_kept(page, control: str, conversation_id: str) -> None:
+    kept = page.evaluate(FOCUS_KEPT_JS)
+    assert kept["same"] and kept["connected"], f"focus moved: {kept}"
+    assert (kept["control"], kept["chat"]) == (control, conversation_id), kept
+    assert kept["rowsKept"] == kept["rows"], f"rows were rebuilt: {kept}"
+
+
+def pick_up(page, conversation_id: str) -> None:
+    page.locator(f'#queue-list .chat-item[data-conversation-id="{conversation_id}"]').get_by_role(
+        "button", name=re.compile("^Ota keskustelu")).click()
+    expect(page.locator(f'#mine-list .chat-item[data-conversation-id="{conversation_id}"]')).to_be_visible()
+    expect(page.locator("#chat-heading")).to_contain_text(f"Keskustelu {conversation_id}")
+    expect(page.locator("#message")).to_be_focused()  # picking up moves focus, on purpose
+
+
+def test_focus_stays_put_while_the_queue_and_my_chats_change(new_page, console_server):
+    """Keyboard focus on a chat in "my chats", or on a "Pick up" button, stays on that very
+    control while an unread message arrives, other residents come to the queue and the
+    waiting times tick on: the lists are updated in place, news goes to the live regions."""
+    base = console_server.url
+    residents = []
+
+    def resident(text: str, client_id: str) -> tuple[socketio.Client, str]:
+        client, session = socket_resident(base, text, client_id)
+        residents.append(client)
+        return client, session
+
+    try:
+        counsellor = new_page(bypass_csp=True)
+        # Fake timers (running at the real pace), 40 s ahead: one 30-s tick of the waiting
+        # times takes a chat queued now from "juuri tullut" to "odottanut 1 min".
+        counsellor.clock.install(time=datetime.now() + timedelta(seconds=40))
+        sign_in(counsellor, base)
+        # Earlier tests of this module may have left chats in the queue: it is read once the
+        # console's "hello" is answered (the close dialog's tag boxes come with it, after the queue).
+        expect(counsellor.locator("#tag-options input").first).to_be_attached()
+        queued = counsellor.evaluate(QUEUE_IDS_JS)
+
+        # "My chats": two picked up, the second one open; focus on the first one's row.
+        client_1, session_1 = resident("/request_counsellor", "focus-1-1")
+        mine_1 = new_queue_row(counsellor, queued)
+        pick_up(counsellor, mine_1)
+        resident("/request_counsellor", "focus-2-1")
+        pick_up(counsellor, new_queue_row(counsellor, queued))
+        open_1 = counsellor.locator(f'#mine-list .chat-item[data-conversation-id="{mine_1}"] .chat-item__open')
+        open_1.focus()
+        assert counsellor.evaluate(REMEMBER_FOCUS_JS) == "open"
+        say(client_1, session_1, "Onko siellä ketään?", "focus-1-2")
+        expect(open_1.locator(".badge--unread")).to_have_text("1")
+        expect(counsellor.locator("#announce-polite")).to_contain_text(f"Uusi viesti keskustelussa {mine_1}")
+        assert_focus_kept(counsellor, "open", mine_1)
+
+        # A resident asks for a person while focus is in "my chats".
+        resident("/request_counsellor", "focus-a-1")
+        a = new_queue_row(counsellor, queued)
+        expect(counsellor.locator("#announce-polite")).to_contain_text("Uusi keskustelu jonossa")
+        assert_focus_kept(counsellor, "open", mine_1)
+
+        # The queue: focus on A's "Pick up" button.
+        row_a = counsellor.locator(f'#queue-list .chat-item[data-conversation-id="{a}"]')
+        expect(row_a.locator(".chat-item__meta")).to_contain_text("juuri tullut")
+        row_a.get_by_role("button", name=re.compile("^Ota keskustelu")).focus()
+        assert counsellor.evaluate(REMEMBER_FOCUS_JS) == "pick-up"
+
+        # A resident in crisis comes to the front of the queue, before the focused row.
+        resident("mulla on halu kuolla", "focus-b-1")
+        b = new_queue_row(counsellor, queued + [a])
+        ids = counsellor.evaluate(QUEUE_IDS_JS)
+        assert ids.index(b) < ids.index(a)
+        expect(counsellor.locator("#announce-urgent")).to_contain_text("Kriisikeskustelu jonossa")
+        assert_focus_kept(counsellor, "pick-up", a)
+
+        # Another one: after the focused row.
+        resident("/request_counsellor", "focus-c-1")
+        c = new_queue_row(counsellor, queued + [a, b])
+        ids = counsellor.evaluate(QUEUE_IDS_JS)
+        assert ids.index(c) > ids.index(a)
+        expect(counsellor.locator("#queue-heading")).to_contain_text(f"({len(queued) + 3})")
+        assert_focus_kept(counsellor, "pick-up", a)
+
+        # The 30-s ticker: the waiting time's text changes, nothing else does. (Last: after
+        # the jump the page's Socket.IO ping timeout is due sooner than the server's next ping.)
+        counsellor.clock.fast_forward("00:30")
+        expect(row_a.locator(".chat-item__meta")).to_contain_text("odottanut 1 min")
+        assert_focus_kept(counsellor, "pick-up", a)
+    finally:
+        for client in residents:
+            client.disconnect()

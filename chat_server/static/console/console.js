@@ -63,10 +63,125 @@
     return d.toLocaleTimeString(document.documentElement.lang, { hour: "2-digit", minute: "2-digit" });
   }
 
+  // Live-region announcements. Several in quick succession are read out together
+  // (setting the region again within the delay would drop the earlier ones).
+  var pendingAnnouncements = { polite: null, urgent: null };
+
   function announce(text, urgent) {
-    var region = $(urgent ? "announce-urgent" : "announce-polite");
+    var kind = urgent ? "urgent" : "polite";
+    if (pendingAnnouncements[kind]) {
+      pendingAnnouncements[kind].push(text);
+      return;
+    }
+    var region = $("announce-" + kind);
+    pendingAnnouncements[kind] = [text];
     region.textContent = "";
-    window.setTimeout(function () { region.textContent = text; }, 60);
+    window.setTimeout(function () {
+      region.textContent = pendingAnnouncements[kind].join(" ");
+      pendingAnnouncements[kind] = null;
+    }, 60);
+  }
+
+  // Text and attributes are written only when they change: rewriting the same
+  // text re-announces live regions and moves a screen reader's reading place.
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function setAttr(node, name, value) {
+    if (value === null || value === undefined) {
+      if (node.hasAttribute(name)) node.removeAttribute(name);
+    } else if (node.getAttribute(name) !== value) {
+      node.setAttribute(name, value);
+    }
+  }
+
+  // --- lists updated in place ------------------------------------------------------------
+  // The sidebar lists, the transcript, the notes and the tag boxes are kept in
+  // step with the state by key (conversation id, message id, ...): rows that
+  // stay are the same DOM nodes, only changed text is written, new rows are
+  // inserted and gone ones removed. Keyboard focus inside a list therefore
+  // stays where it is; when its row itself goes away, focus goes to the same
+  // control of the row now in its place (or the list's heading), never to <body>.
+
+  function rowByKey(list, key) {
+    for (var i = 0; i < list.children.length; i++) {
+      if (list.children[i].dataset.key === key) return list.children[i];
+    }
+    return null;
+  }
+
+  function rowOf(list, node) {
+    while (node && node.parentNode !== list) node = node.parentNode;
+    return node;
+  }
+
+  function controlIn(row, role) {
+    if (!row) return null;
+    if (role) {
+      var same = row.querySelector('[data-control="' + role + '"]');
+      if (same) return same;
+    }
+    return row.querySelector("[data-control]");
+  }
+
+  function place(list, node, before) {
+    if (node.parentNode === list && typeof list.moveBefore === "function") {
+      try {
+        list.moveBefore(node, before);  // keeps focus (and a screen reader's place) on the moved row
+        return;
+      } catch (e) { /* not movable atomically: insert it instead */ }
+    }
+    list.insertBefore(node, before);
+  }
+
+  // syncList(list, items, {key, create, update, keepLost, fallback})
+  function syncList(list, items, how) {
+    var focused = document.activeElement;
+    var from = focused && focused !== list && list.contains(focused) ? focused : null;
+    var fromRow = from ? rowOf(list, from) : null;
+    var fromKey = fromRow ? fromRow.dataset.key : null;
+    var fromRole = from && from.closest("[data-control]") ? from.closest("[data-control]").dataset.control : null;
+    var fromIndex = fromRow ? Array.prototype.indexOf.call(list.children, fromRow) : -1;
+
+    var old = {};
+    Array.prototype.forEach.call(list.children, function (node) {
+      if (node.dataset.key !== undefined) old[node.dataset.key] = node;
+    });
+    var rows = items.map(function (item) {
+      var key = String(how.key(item));
+      var node = Object.prototype.hasOwnProperty.call(old, key) ? old[key] : null;
+      if (node) {
+        delete old[key];
+      } else {
+        node = how.create(item);
+        node.dataset.key = key;
+      }
+      if (how.update) how.update(node, item);
+      return node;
+    });
+    Object.keys(old).forEach(function (key) { list.removeChild(old[key]); });
+    rows.forEach(function (node, i) {
+      var at = list.children[i] || null;
+      if (at !== node) place(list, node, at);
+    });
+    while (list.children.length > rows.length) list.removeChild(list.lastElementChild);
+
+    if (!from) return;
+    var now = document.activeElement;
+    if (now === from) return;
+    if (now && now !== document.body) return;  // moved elsewhere on purpose: leave it
+    if (from.isConnected && list.contains(from)) {
+      from.focus({ preventScroll: true });
+      return;
+    }
+    if (how.keepLost && how.keepLost(fromKey)) return;
+    var target = controlIn(fromKey !== null ? rowByKey(list, fromKey) : null, fromRole);
+    if (!target && list.children.length) {
+      target = controlIn(list.children[Math.min(Math.max(fromIndex, 0), list.children.length - 1)], fromRole);
+    }
+    if (!target && how.fallback) target = how.fallback();
+    if (target) target.focus();
   }
 
   function errorText(code) {
@@ -174,31 +289,29 @@
     return minutes < 1 ? T.waiting_new : fmt("waiting", { minutes: minutes });
   }
 
-  function chatItem(summary, kind) {
+  function waitingLabel(summary) { return " · " + waitingText(summary); }
+
+  function createChatItem(summary, kind) {
     var id = summary.conversation_id;
-    var li = el("li", "chat-item" + (summary.crisis ? " chat-item--crisis" : ""));
+    var li = el("li", "chat-item");
     li.dataset.conversationId = id;
-    if (state.active === id) li.setAttribute("aria-current", "true");
     var open = el("button", "chat-item__open");
     open.type = "button";
+    open.dataset.control = "open";
     var title = el("span", "chat-item__title");
-    title.appendChild(el("span", null, fmt("chat", { id: id })));
-    if (summary.crisis) title.appendChild(el("span", "badge badge--crisis", T.crisis));
-    var c = state.chats[id];
-    if (kind === "mine" && c && c.unread) {
-      title.appendChild(el("span", "badge badge--unread", String(c.unread)));
-    }
+    title.appendChild(el("span", "chat-item__name", fmt("chat", { id: id })));
     open.appendChild(title);
-    var meta = [topicLabel(summary.topic), languageName(summary.language)];
-    if (kind === "queue") meta.push(waitingText(summary));
-    open.appendChild(el("span", "chat-item__meta", meta.join(" · ")));
+    var meta = el("span", "chat-item__meta");
+    meta.appendChild(el("span", "chat-item__about"));
+    if (kind === "queue") meta.appendChild(el("span", "chat-item__waiting"));
+    open.appendChild(meta);
     open.addEventListener("click", function () { activate(id, true); });
     li.appendChild(open);
     if (kind === "queue") {
       var actions = el("div", "chat-item__actions");
       var take = el("button", "button button--primary button--small", T.pick_up);
       take.type = "button";
-      take.setAttribute("aria-label", T.pick_up + ": " + fmt("chat", { id: id }) + (summary.crisis ? ", " + T.crisis : ""));
+      take.dataset.control = "pick-up";
       take.addEventListener("click", function () { pickUp(id); });
       actions.appendChild(take);
       li.appendChild(actions);
@@ -206,22 +319,71 @@
     return li;
   }
 
+  function setBadge(title, kind, text) {
+    var badge = title.querySelector(".badge--" + kind);
+    if (text === null) {
+      if (badge) badge.remove();
+      return;
+    }
+    if (!badge) {
+      badge = el("span", "badge badge--" + kind);
+      // The crisis badge comes before the unread count.
+      title.insertBefore(badge, kind === "crisis" ? title.querySelector(".badge--unread") : null);
+    }
+    setText(badge, text);
+  }
+
+  function updateChatItem(li, summary, kind) {
+    var id = summary.conversation_id;
+    li.classList.toggle("chat-item--crisis", !!summary.crisis);
+    setAttr(li, "aria-current", state.active === id ? "true" : null);
+    var title = li.querySelector(".chat-item__title");
+    setBadge(title, "crisis", summary.crisis ? T.crisis : null);
+    var c = state.chats[id];
+    setBadge(title, "unread", kind === "mine" && c && c.unread ? String(c.unread) : null);
+    setText(li.querySelector(".chat-item__about"), topicLabel(summary.topic) + " · " + languageName(summary.language));
+    if (kind === "queue") {
+      setText(li.querySelector(".chat-item__waiting"), waitingLabel(summary));
+      setAttr(li.querySelector('[data-control="pick-up"]'), "aria-label",
+              T.pick_up + ": " + fmt("chat", { id: id }) + (summary.crisis ? ", " + T.crisis : ""));
+    }
+  }
+
+  function chatListHow(kind, heading) {
+    return {
+      key: function (s) { return s.conversation_id; },
+      create: function (s) { return createChatItem(s, kind); },
+      update: function (li, s) { updateChatItem(li, s, kind); },
+      // The row of a chat this tab is picking up goes: the pick-up moves focus on.
+      keepLost: function (key) { return !!state.picking[key]; },
+      fallback: function () { return $(heading); },
+    };
+  }
+
   function renderQueue() {
-    var list = $("queue-list");
-    list.replaceChildren.apply(list, state.queue.map(function (s) { return chatItem(s, "queue"); }));
+    syncList($("queue-list"), state.queue, chatListHow("queue", "queue-heading"));
     $("queue-empty").hidden = state.queue.length > 0;
-    $("queue-count").textContent = state.queue.length ? "(" + state.queue.length + ")" : "";
-    document.title = (state.queue.length ? "(" + state.queue.length + ") " : "") + document.title.replace(/^\(\d+\) /, "");
+    setText($("queue-count"), state.queue.length ? "(" + state.queue.length + ")" : "");
+    var title = (state.queue.length ? "(" + state.queue.length + ") " : "") + document.title.replace(/^\(\d+\) /, "");
+    if (document.title !== title) document.title = title;
   }
 
   function renderMine() {
-    var list = $("mine-list");
-    list.replaceChildren.apply(list, state.mine.map(function (s) { return chatItem(s, "mine"); }));
+    syncList($("mine-list"), state.mine, chatListHow("mine", "mine-heading"));
     $("mine-empty").hidden = state.mine.length > 0;
-    $("mine-count").textContent = state.mine.length ? "(" + state.mine.length + ")" : "";
+    setText($("mine-count"), state.mine.length ? "(" + state.mine.length + ")" : "");
   }
 
-  window.setInterval(renderQueue, WAIT_REFRESH_MS);
+  // The waiting times tick on by rewriting their own text only (and only when the minute changes).
+  function tickWaiting() {
+    var list = $("queue-list");
+    state.queue.forEach(function (s) {
+      var row = rowByKey(list, String(s.conversation_id));
+      if (row) setText(row.querySelector(".chat-item__waiting"), waitingLabel(s));
+    });
+  }
+
+  window.setInterval(tickWaiting, WAIT_REFRESH_MS);
 
   // --- who has which chat --------------------------------------------------------------
 
@@ -279,7 +441,7 @@
   function load(id, focus) {
     return request("open", { conversation_id: id }).then(function (r) {
       if (!r.ok) {
-        showNotice(errorText(r.error));
+        showNotice(errorText(r.error), true);
         return;
       }
       applyTranscript(id, r);
@@ -311,20 +473,36 @@
     return true;
   }
 
-  function showNotice(text) { $("chat-notice").textContent = text; }
+  // The notice is a status region: the same text is not written again (that would
+  // read it out again on every queue event or typing flag); `repeat` reads out an
+  // error that happens to be the same as the one shown.
+  function showNotice(text, repeat) {
+    var notice = $("chat-notice");
+    if (notice.textContent !== text) {
+      notice.textContent = text;
+    } else if (repeat && text) {
+      notice.textContent = "";
+      window.setTimeout(function () { notice.textContent = text; }, 60);
+    }
+  }
 
   function renderChatHeader() {
     if (state.active === null) return;
     var id = state.active;
     var c = chat(id);
     var s = c.summary || { conversation_id: id, state: "queued" };
+    var focused = document.activeElement;
     var heading = $("chat-heading");
-    heading.replaceChildren(el("span", null, fmt("chat", { id: id })));
-    if (s.crisis) heading.appendChild(el("span", "badge badge--crisis", T.crisis_long));
+    var headingKey = id + (s.crisis ? ":crisis" : "");
+    if (heading.dataset.key !== headingKey) {
+      heading.dataset.key = headingKey;
+      heading.replaceChildren(el("span", null, fmt("chat", { id: id })));
+      if (s.crisis) heading.appendChild(el("span", "badge badge--crisis", T.crisis_long));
+    }
     var stateText = s.state === "counsellor"
       ? (isMine(s) ? T.state_counsellor : T.state_counsellor_other)
       : T["state_" + s.state] || s.state;
-    $("chat-meta").textContent = [topicLabel(s.topic), languageName(s.language), stateText].join(" · ");
+    setText($("chat-meta"), [topicLabel(s.topic), languageName(s.language), stateText].join(" · "));
     var mine = isMine(s);
     $("pick-up").hidden = s.state !== "queued";
     $("put-back").hidden = !mine;
@@ -339,7 +517,13 @@
       if (!c.complete) notice += " " + T.partial;
     }
     showNotice(notice);
-    $("typing").textContent = mine && c.typing ? T.resident_typing : "";
+    setText($("typing"), mine && c.typing ? T.resident_typing : "");
+    // A button or box that had focus and is now hidden (put back, taken by someone
+    // else): focus goes to the chat's heading rather than being lost to <body>.
+    if (focused && focused !== document.body && !state.picking[id] && $("chat").contains(focused) &&
+        focused.closest("[hidden]")) {
+      heading.focus();
+    }
   }
 
   function senderLabel(m) {
@@ -351,6 +535,7 @@
 
   function messageNode(m) {
     var node = el("div", "msg msg--" + m.sender);
+    node.dataset.key = String(m.message_id);
     if (m.language) node.lang = m.language;
     var sender = el("p", "msg__sender", senderLabel(m));
     var time = el("time", null, clock(m.time));
@@ -361,11 +546,29 @@
     return node;
   }
 
+  var messagesHow = { key: function (m) { return m.message_id; }, create: messageNode };
+
   function renderTranscript() {
     var log = $("transcript");
     var c = chat(state.active);
-    log.replaceChildren.apply(log, c.messages.map(messageNode));
-    log.scrollTop = log.scrollHeight;
+    var key = String(state.active);
+    if (log.dataset.conversation === key) {
+      // The same chat again (its transcript reloaded): lines already shown stay as
+      // they are, so the log region reads out only what is new.
+      var nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+      syncList(log, c.messages, messagesHow);
+      if (nearBottom) log.scrollTop = log.scrollHeight;
+      return;
+    }
+    // Another chat: a fresh log region, filled before it is in the page, so that
+    // a screen reader does not read the whole history out as new lines.
+    var fresh = log.cloneNode(false);
+    fresh.dataset.conversation = key;
+    syncList(fresh, c.messages, messagesHow);
+    var hadFocus = document.activeElement === log;
+    log.replaceWith(fresh);
+    if (hadFocus) fresh.focus({ preventScroll: true });
+    fresh.scrollTop = fresh.scrollHeight;
   }
 
   function appendToTranscript(m) {
@@ -402,10 +605,10 @@
   function pickUp(id) {
     state.picking[id] = true;
     request("pick_up", { conversation_id: id }).then(function (r) {
-      delete state.picking[id];
       if (!r.ok) {
+        delete state.picking[id];
         announce(errorText(r.error), false);
-        if (state.active === id) showNotice(errorText(r.error));
+        if (state.active === id) showNotice(errorText(r.error), true);
         return;
       }
       var summary = r.conversation;
@@ -413,6 +616,7 @@
       applyTranscript(id, r);
       announce(fmt("picked_up", { id: id }), false);
       activate(id, true);
+      delete state.picking[id];  // only now: until focus is in the chat, its lost pick-up button is no loss
     });
   }
 
@@ -421,7 +625,7 @@
   $("put-back").addEventListener("click", function () {
     var id = state.active;
     request("put_back", { conversation_id: id }).then(function (r) {
-      if (!r.ok) { showNotice(errorText(r.error)); return; }
+      if (!r.ok) { showNotice(errorText(r.error), true); return; }
       announce(fmt("put_back_done", { id: id }), false);
     });
   });
@@ -429,17 +633,22 @@
   var dialog = $("close-dialog");
 
   function renderTagOptions() {
-    var box = $("tag-options");
-    box.replaceChildren.apply(box, state.tags.map(function (t) {
-      var label = el("label", "tag-option");
-      var input = document.createElement("input");
-      input.type = "checkbox";
-      input.name = "tag";
-      input.value = t.tag;
-      label.appendChild(input);
-      label.appendChild(el("span", null, tagLabel(t.tag)));
-      return label;
-    }));
+    // In place: a reconnect while the dialog is open keeps the boxes ticked (and focused).
+    syncList($("tag-options"), state.tags, {
+      key: function (t) { return t.tag; },
+      create: function (t) {
+        var label = el("label", "tag-option");
+        var input = document.createElement("input");
+        input.type = "checkbox";
+        input.name = "tag";
+        input.value = t.tag;
+        input.dataset.control = "tag";
+        label.appendChild(input);
+        label.appendChild(el("span", "tag-option__label"));
+        return label;
+      },
+      update: function (label, t) { setText(label.querySelector(".tag-option__label"), tagLabel(t.tag)); },
+    });
   }
 
   $("tag-options").addEventListener("change", function () {
@@ -526,7 +735,7 @@
     request("send", { conversation_id: id, text: text, client_id: uuid() }).then(function (r) {
       if (!r.ok) {
         box.value = text + (box.value ? "\n" + box.value : "");
-        showNotice(errorText(r.error));
+        showNotice(errorText(r.error), true);
         return;
       }
       var c = chat(id);
@@ -539,6 +748,9 @@
     var c = chat(state.active);
     var language = (c.summary && c.summary.language) || document.documentElement.lang;
     var items = state.snippets[language] || [];
+    var key = language + "\n" + items.map(function (s) { return s.title; }).join("\n");
+    if (select.dataset.key === key) return;  // unchanged: keep the options (and the choice)
+    select.dataset.key = key;
     var first = select.options[0];
     select.replaceChildren(first);
     items.forEach(function (s, i) {
@@ -567,6 +779,7 @@
 
   function noteNode(n) {
     var li = el("li");
+    li.dataset.key = String(n.note_id);
     var meta = el("p", "note__meta", (n.author || "") + " ");
     var time = el("time", null, clock(n.time));
     time.dateTime = n.time;
@@ -579,7 +792,7 @@
   function renderNotes() {
     var c = chat(state.active);
     var list = $("notes");
-    list.replaceChildren.apply(list, c.notes.map(noteNode));
+    syncList(list, c.notes, { key: function (n) { return n.note_id; }, create: noteNode });
     $("notes-empty").hidden = c.notes.length > 0;
   }
 
@@ -598,7 +811,7 @@
     var id = state.active;
     if (!text) return;
     request("note", { conversation_id: id, text: text }).then(function (r) {
-      if (!r.ok) { showNotice(errorText(r.error)); return; }
+      if (!r.ok) { showNotice(errorText(r.error), true); return; }
       box.value = "";
       var c = chat(id);
       if (!c.notes.some(function (n) { return n.note_id === r.note.note_id; })) c.notes.push(r.note);
@@ -608,33 +821,38 @@
 
   // --- call-back requests ------------------------------------------------------------------
 
-  function renderCallbacks() {
-    var list = $("callback-list");
-    list.replaceChildren.apply(list, state.callbacks.map(function (cb) {
-      var li = el("li", "callback-item");
-      var dl = el("dl");
-      function row(label, value, href) {
-        if (!value) return;
-        dl.appendChild(el("dt", null, label));
-        var dd = el("dd");
-        if (href) {
-          var a = el("a", null, value);
-          a.href = href;
-          dd.appendChild(a);
-        } else {
-          dd.textContent = value;
-        }
-        dl.appendChild(dd);
+  function callbackDetails(cb) {
+    var dl = el("dl");
+    function row(label, value, href) {
+      if (!value) return;
+      dl.appendChild(el("dt", null, label));
+      var dd = el("dd");
+      if (href) {
+        var a = el("a", null, value);
+        a.href = href;
+        a.dataset.control = "phone";
+        dd.appendChild(a);
+      } else {
+        dd.textContent = value;
       }
-      row(T.callback_phone, cb.phone, "tel:" + (cb.phone || "").replace(/[^0-9+]/g, ""));
-      row(T.callback_name, cb.name);
-      row(T.callback_time, cb.preferred_time);
-      row(T.callback_topic, cb.topic ? topicLabel(cb.topic) : null);
-      row(T.language, languageName(cb.language));
-      li.appendChild(dl);
+      dl.appendChild(dd);
+    }
+    row(T.callback_phone, cb.phone, "tel:" + (cb.phone || "").replace(/[^0-9+]/g, ""));
+    row(T.callback_name, cb.name);
+    row(T.callback_time, cb.preferred_time);
+    row(T.callback_topic, cb.topic ? topicLabel(cb.topic) : null);
+    row(T.language, languageName(cb.language));
+    return dl;
+  }
+
+  var callbacksHow = {
+    key: function (cb) { return cb.callback_id; },
+    create: function (cb) {
+      var li = el("li", "callback-item");
+      li.appendChild(el("dl"));
       var done = el("button", "button button--small", T.callback_done);
       done.type = "button";
-      done.setAttribute("aria-label", T.callback_done + ": " + (cb.name || cb.phone));
+      done.dataset.control = "done";
       done.addEventListener("click", function () {
         request("callback_done", { callback_id: cb.callback_id }).then(function (r) {
           announce(r.ok ? T.callback_done_ok : errorText(r.error), false);
@@ -642,9 +860,22 @@
       });
       li.appendChild(done);
       return li;
-    }));
+    },
+    update: function (li, cb) {
+      var details = JSON.stringify([cb.phone, cb.name, cb.preferred_time, cb.topic, cb.language]);
+      if (li.dataset.details !== details) {
+        li.dataset.details = details;
+        li.replaceChild(callbackDetails(cb), li.querySelector("dl"));
+      }
+      setAttr(li.querySelector('[data-control="done"]'), "aria-label", T.callback_done + ": " + (cb.name || cb.phone));
+    },
+    fallback: function () { return $("callbacks-heading"); },
+  };
+
+  function renderCallbacks() {
+    syncList($("callback-list"), state.callbacks, callbacksHow);
     $("callbacks-empty").hidden = state.callbacks.length > 0;
-    $("callbacks-count").textContent = state.callbacks.length ? "(" + state.callbacks.length + ")" : "";
+    setText($("callbacks-count"), state.callbacks.length ? "(" + state.callbacks.length + ")" : "");
   }
 
   socket.on("callbacks", function (payload) {
