@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import socketio
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 from aiohttp import web
 from redis import asyncio as aioredis
 
@@ -172,6 +173,27 @@ def _origin_check(settings: Settings):
     return check
 
 
+class _UncompressedWebSocket(engineio_aiohttp.WebSocket):
+    """engine.io's aiohttp WebSocket without permessage-deflate.
+
+    Chat lines are short, so compression saves almost no bytes, while every
+    compressed socket keeps two zlib streams (tens of KB) for its whole life
+    and spends CPU on every frame."""
+
+    async def __call__(self, environ):
+        request = environ["aiohttp.request"]
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+
+def _without_websocket_compression(sio: socketio.AsyncServer) -> None:
+    eio = sio.eio
+    eio._async = {**eio._async, "websocket": _UncompressedWebSocket}
+
+
 def create_app(settings: Settings | None = None, *, bot: Any = None,
                widget_dir: Path | None = None) -> web.Application:
     """The aiohttp application. ``bot`` replaces Bot.from_settings (for tests)."""
@@ -190,6 +212,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         logger=False,
         engineio_logger=False,
     )
+    _without_websocket_compression(sio)
     app = web.Application(middlewares=[auth.csrf_middleware])
     sio.attach(app)
     server = ChatServer(settings, sio, bot=bot)
