@@ -124,6 +124,9 @@ _register("POLKU_CHAT_ALWAYS_OPEN", bool, False,
 _register("POLKU_COUNSELLOR_GRACE_SECS", float, 60.0,
           "Seconds a counsellor whose console lost its connection keeps their chats; after that the chats "
           "go back to the front of the queue and their residents are told.")
+_register("POLKU_QUEUE_ABANDON_HOURS", float, 4.0,
+          "Hours a queued conversation may go without a word from its resident before it is closed as "
+          "abandoned (a resident who closed the page must not hold a place in the queue); 0 keeps them.")
 _register("POLKU_STAFF_SESSION_HOURS", float, 10.0,
           "Hours a counsellor's or admin's sign-in lasts (the session cookie and its server-side record); "
           "then they sign in again.")

@@ -28,7 +28,7 @@ import secrets
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -58,6 +58,8 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 COUNSELLOR_MESSAGE_MAX_CHARS = 4000
+# Reason of a queued -> closed move by the system: the resident went silent (POLKU_QUEUE_ABANDON_HOURS).
+REASON_ABANDONED = "abandoned"
 NOTE_MAX_CHARS = 4000
 OTHER_LABEL_MAX_CHARS = 80
 CLIENT_ID_MAX_CHARS = 64
@@ -249,6 +251,7 @@ class CounsellorChannel:
         self.content = content
         self.callbacks = callbacks
         self.grace_secs = settings.counsellor_grace_secs
+        self.abandon_after = timedelta(hours=settings.queue_abandon_hours)
         self.own_origins = own_origins
         self.redis = redis
         self.grace_lock_key = f"{settings.redis_prefix}grace_sweep_lock"
@@ -645,6 +648,7 @@ class CounsellorChannel:
                     await self.heartbeat()
                 if await self._lead_sweep():
                     await self.sweep_grace()
+                    await self.sweep_abandoned()
                     await self._watch_availability()
             except asyncio.CancelledError:
                 raise
@@ -699,6 +703,28 @@ class CounsellorChannel:
                 (row for row in assigned if row[1] in expired),
                 key=lambda row: row[2] or utcnow(), reverse=True):
             await self.do_requeue(conversation_id, counsellor_id)
+
+    async def sweep_abandoned(self) -> None:
+        """Close queued conversations whose resident has been silent longer than
+        POLKU_QUEUE_ABANDON_HOURS: they would hold a place and inflate every wait."""
+        if self.abandon_after <= timedelta(0):
+            return
+        cutoff = utcnow() - self.abandon_after
+        async with self.store.reading() as session:
+            result = await session.execute(
+                select(Conversation.id).where(Conversation.handoff_state == hs.QUEUED,
+                                              Conversation.last_activity_at < cutoff))
+            stale = [row[0] for row in result.all()]
+        for conversation_id in stale:
+            async with self.store.transaction() as tx:
+                conversation = await tx.lock_conversation(conversation_id)
+                if (conversation is None or conversation.handoff_state != hs.QUEUED
+                        or conversation.last_activity_at >= cutoff):
+                    continue  # picked up, left, or the resident wrote meanwhile
+                await self.handoff.transition(tx, conversation, hs.CLOSED, actor="system",
+                                              reason=REASON_ABANDONED)
+            log.info("conversation %s closed: queued without a word from the resident for %s",
+                     conversation_id, self.abandon_after)
 
     async def do_requeue(self, conversation_id: int, counsellor_id: str) -> None:
         async with self.store.transaction() as tx:

@@ -6,10 +6,12 @@ and the audit records of it all."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
 from chat_server.counsellor import CLOSE_TAGS
+from chat_server.models import utcnow
 
 from .counsellor_helpers import StaffBrowser, conversation_id_of, create_staff, queued_resident, skip_pending
 
@@ -312,6 +314,30 @@ async def test_the_only_counsellor_lost_tells_the_resident_what_happened_and_wha
     assert "yhteys katkesi" in notice["text"] and "/callback_request" in [q["payload"] for q in notice["quick_replies"]]
     assert await server.sql("SELECT response_id FROM messages WHERE conversation_id = :c ORDER BY id DESC LIMIT 1",
                             c=cid) == [("handoff_requeued_unavailable",)]
+
+
+async def test_a_queued_resident_silent_too_long_is_closed_and_leaves_the_queue(server, connect, counsellors):
+    anna = await counsellors(server, "anna")
+    silent = await queued_resident(connect, server)
+    active = await queued_resident(connect, server)
+    silent_id, active_id = await conversation_id_of(server, silent), await conversation_id_of(server, active)
+    hours = server.settings.queue_abandon_hours
+    assert hours > 0
+    async with server.server.store.transaction() as tx:
+        conversation = await tx.lock_conversation(silent_id)
+        conversation.last_activity_at = utcnow() - timedelta(hours=hours, minutes=1)
+    await server.server.counsellor.sweep_abandoned()
+    assert await server.sql("SELECT handoff_state FROM conversations WHERE id IN (:a, :b) ORDER BY id",
+                            a=silent_id, b=active_id) == [("closed",), ("queued",)]
+    assert await server.server.queue.conversation_ids() == [active_id]
+    assert (await active.next("handoff_state", lambda p: p["position"] == 1))["state"] == "queued"
+    await anna.next("queue", lambda p: [c["conversation_id"] for c in p["conversations"]] == [active_id])
+    rows = await server.sql("SELECT actor, reason FROM handoff_transitions WHERE conversation_id = :c "
+                            "ORDER BY id DESC LIMIT 1", c=silent_id)
+    assert rows == [("system", "abandoned")]
+    # The resident comes back and writes: the bot has the conversation again.
+    await silent.ack(await silent.say("/greet"))
+    await silent.next("handoff_state", lambda p: p["state"] == "bot")
 
 
 async def test_a_counsellor_back_within_the_grace_period_keeps_the_chat(launch, sqlite_settings, connect,
