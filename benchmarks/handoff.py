@@ -24,13 +24,8 @@ import asyncio
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -38,14 +33,15 @@ import psycopg
 import redis as redis_lib
 import socketio
 
-from bot.settings import PROJECT_ROOT, Settings
+from bot.rasa_server import free_port
+from bot.settings import Settings
 
+from .chat_servers import ChatServerProcess
 from .stats import percentile, summary_ms
 
 PG_ADMIN_DSN = os.environ.get("HANDOFF_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("HANDOFF_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PASSWORD = "benchmark-password-123"
-SERVER_READY_TIMEOUT_SECS = 60.0
 EVENT_TIMEOUT_SECS = 10.0
 TARGET_P99_MS = 10.0
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -56,53 +52,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="untimed messages first (default 200)")
     parser.add_argument("--counsellors", type=int, default=20, help="counsellors clicking at once (default 20)")
     parser.add_argument("--races", type=int, default=10, help="chats raced for (default 10)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = _free_port()
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "chat_server", "--port", str(self.port)],
-                                         cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVER_READY_TIMEOUT_SECS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"chat server exited ({self.proc.returncode}); see {self.log_path}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"chat server did not start; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
 
 
 class Inbox:
@@ -172,7 +121,7 @@ async def _create_users(settings: Settings, count: int) -> None:
         await engine.dispose()
 
 
-async def _latency(a: ServerProcess, b: ServerProcess, messages: int, warmup: int) -> list[float]:
+async def _latency(a: ChatServerProcess, b: ChatServerProcess, messages: int, warmup: int) -> list[float]:
     async with aiohttp.ClientSession() as http:
         counsellor = await _console(http, a.url, "c00")
     resident, inbox, _ = await _resident(b.url)
@@ -196,7 +145,7 @@ async def _latency(a: ServerProcess, b: ServerProcess, messages: int, warmup: in
         await counsellor.disconnect()
 
 
-async def _races(a: ServerProcess, b: ServerProcess, counsellors: int, races: int,
+async def _races(a: ChatServerProcess, b: ChatServerProcess, counsellors: int, races: int,
                  database_url: str) -> tuple[int, int, list[int]]:
     """(chats raced, chats with exactly one winner, winners per chat)."""
     async with aiohttp.ClientSession() as http:
@@ -233,12 +182,12 @@ def main(args) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="polku-handoff-bench-"))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("POLKU_")},
            "POLKU_DATABASE_URL": database_url, "POLKU_REDIS_URL": REDIS_URL, "POLKU_REDIS_PREFIX": prefix,
-           "POLKU_DATA_DIR": str(tmp), "POLKU_RASA_URL": f"http://127.0.0.1:{_free_port()}",
+           "POLKU_DATA_DIR": str(tmp), "POLKU_RASA_URL": f"http://127.0.0.1:{free_port()}",
            "POLKU_CHAT_ALWAYS_OPEN": "1", "POLKU_LOG_LEVEL": "WARNING",
            "POLKU_LOGIN_RATE_ADDRESS_PER_MIN": "1000", "POLKU_RATE_ADDRESS_PER_MIN": "100000",
            "POLKU_RATE_SESSION_PER_MIN": "100000"}
-    a = ServerProcess(env, tmp / "a.log")
-    b = ServerProcess(env, tmp / "b.log")
+    a = ChatServerProcess(env, tmp / "a.log")
+    b = ChatServerProcess(env, tmp / "b.log")
     try:
         a.start()
         a.wait_ready()  # migrates first; then the second finds the schema ready
