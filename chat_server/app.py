@@ -8,9 +8,10 @@ limits when ``POLKU_REDIS_URL`` is set, this process's memory otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable
 from urllib.parse import urlsplit
 
 import socketio
@@ -135,17 +136,31 @@ class ChatServer:
                 log.warning("Socket.IO is not subscribed to Redis yet; events from other processes may be lost")
 
     async def stop(self) -> None:
+        """Release everything; each step is bounded, so a stuck one cannot hang the shutdown."""
         if self.counsellor is not None:
-            await self.counsellor.stop()
+            await bounded("counsellor background work", self.counsellor.stop())
         manager = self.sio.manager
         if isinstance(manager, SocketIORedisManager):
-            await manager.close()
+            await bounded("Socket.IO Redis manager", manager.close())
         if self.bot is not None and self._given_bot is None:
-            await self.bot.close()
+            await bounded("bot", self.bot.close())
         if self.redis is not None:
-            await self.redis.aclose()
+            await bounded("Redis", self.redis.aclose())
         if self.engine is not None:
-            await self.engine.dispose()
+            await bounded("database engine", self.engine.dispose())
+
+
+SHUTDOWN_STEP_SECS = 10.0
+
+
+async def bounded(what: str, step: Awaitable[Any], secs: float = SHUTDOWN_STEP_SECS) -> None:
+    """Await one shutdown step, at most ``secs``; a step that fails or hangs is logged and left."""
+    try:
+        await asyncio.wait_for(step, secs)
+    except TimeoutError:
+        log.warning("shutdown: %s did not stop within %.0f s; going on", what, secs)
+    except Exception as exc:
+        log.warning("shutdown: stopping %s failed: %s", what, type(exc).__name__)
 
 
 SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)
@@ -222,7 +237,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         await server.start()
 
     async def on_shutdown(app: web.Application) -> None:
-        await sio.shutdown()
+        await bounded("Socket.IO server", sio.shutdown())
 
     async def on_cleanup(app: web.Application) -> None:
         await server.stop()

@@ -153,7 +153,8 @@ def setup(app: web.Application, server: Any) -> Admin:
         await admin.start()
 
     async def on_shutdown(app: web.Application) -> None:
-        await admin.stop()
+        from ..app import bounded  # app imports this module
+        await bounded("admin background work", admin.stop())
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -11,6 +11,7 @@ production) unless a test passes its own.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -22,6 +23,8 @@ from bot.settings import Settings
 from .helpers import OWN_BOT, ResidentClient, RunningServer, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
+# Every shutdown step of the server is bounded at 10 s (chat_server.app.bounded); the whole stop at this.
+SERVER_STOP_TIMEOUT_SECS = 90.0
 
 
 def pytest_collection_modifyitems(config, items):
@@ -92,7 +95,8 @@ async def launch(real_bot) -> AsyncIterator[Launch]:
 
     yield _launch
     for server in reversed(running):
-        await server.stop()
+        # Bounded: a stuck shutdown fails this test instead of hanging the whole run.
+        await asyncio.wait_for(server.stop(), SERVER_STOP_TIMEOUT_SECS)
 
 
 @pytest.fixture
