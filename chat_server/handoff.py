@@ -203,12 +203,7 @@ class Handoff:
             tx.on_rollback(lambda: self._requeue(conversation_id, "normal", queued_at))
             view = await self.view(conversation)
             tx.on_commit(lambda: self.events.handoff_state(conversation_id, view))
-            response_id = "handoff_crisis_unavailable" if view.state == UNAVAILABLE else "crisis"
-            language = conversation.language or self.default_language
-            reply = self.notices.notice(response_id, language)
-            notice = await tx.add_message(conversation, sender="system", text=reply.text,
-                                          response_id=response_id, language=language)
-            tx.on_commit(lambda: self.events.bot_uttered(conversation_id, notice))
+            await self._notify(tx, conversation, QUEUED, view, REASON_CRISIS)
             tx.on_commit(lambda: self.queue_changed(exclude=conversation_id))
         log.info("conversation %s escalated to crisis while %s", conversation_id, state)
         return True
@@ -268,6 +263,8 @@ class Handoff:
                 if from_state == COUNSELLOR and reason == REASON_COUNSELLOR_GONE:
                     return "handoff_requeued_unavailable", {}
                 return "counsellors_unavailable", {}
+            if reason == REASON_CRISIS:  # escalated while waiting: the emergency guidance itself
+                return "crisis", {}
             if crisis:
                 return "handoff_crisis_queued", {}
             if from_state == COUNSELLOR:
