@@ -8,15 +8,14 @@ limits when ``POLKU_REDIS_URL`` is set, this process's memory otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import Any, Awaitable
+from typing import Any
 from urllib.parse import urlsplit
 
 import socketio
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 from redis import asyncio as aioredis
 
 from bot.settings import Settings
@@ -33,6 +32,7 @@ from .queue import HandoffQueue, MemoryQueue, RedisQueue
 from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_proxies
 from .redis_backend import SocketIORedisManager, create_redis
 from .resident import ResidentChannel
+from .shutdown import bounded
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -149,18 +149,6 @@ class ChatServer:
         if self.engine is not None:
             await bounded("database engine", self.engine.dispose())
 
-
-SHUTDOWN_STEP_SECS = 10.0
-
-
-async def bounded(what: str, step: Awaitable[Any], secs: float = SHUTDOWN_STEP_SECS) -> None:
-    """Await one shutdown step, at most ``secs``; a step that fails or hangs is logged and left."""
-    try:
-        await asyncio.wait_for(step, secs)
-    except TimeoutError:
-        log.warning("shutdown: %s did not stop within %.0f s; going on", what, secs)
-    except Exception as exc:
-        log.warning("shutdown: stopping %s failed: %s", what, type(exc).__name__)
 
 
 SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)

@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS
 from bot.nlu import RasaClient
 
+from ..shutdown import bounded
 from . import routes
 from .changes import ContentService
 from .checks import PAYLOAD_TARGETS
@@ -153,7 +154,6 @@ def setup(app: web.Application, server: Any) -> Admin:
         await admin.start()
 
     async def on_shutdown(app: web.Application) -> None:
-        from ..app import bounded  # app imports this module
         await bounded("admin background work", admin.stop())
 
     app.on_startup.append(on_startup)
