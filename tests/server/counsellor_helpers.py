@@ -3,14 +3,13 @@ sign-in form, CSRF) and their console's Socket.IO connection to "/counsellor".""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import socketio
 
-from .helpers import EVENT_TIMEOUT_SECS, RunningServer
+from .helpers import EVENT_TIMEOUT_SECS, EventInbox, RunningServer
 
 PASSWORD = "oikein-hyvä-salasana-42"
 _CSRF_FIELD_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -78,7 +77,7 @@ class ConsoleError(AssertionError):
     pass
 
 
-class ConsoleClient:
+class ConsoleClient(EventInbox):
     """The console's socket: requests answered by acknowledgement, events recorded in order."""
 
     NS = "/counsellor"
@@ -89,28 +88,14 @@ class ConsoleClient:
         self.headers = dict(headers or {})
         if cookie:
             self.headers["Cookie"] = cookie
+        super().__init__()
         self.sio = socketio.AsyncClient(reconnection=False)
-        self.received: list[tuple[str, Any]] = []
-        self._taken: set[int] = set()
-        self._arrived = asyncio.Condition()
         self.sio.on("*", self._record, namespace=self.NS)
-
-    async def _record(self, event: str, *args: Any) -> None:
-        async with self._arrived:
-            self.received.append((event, args[0] if args else None))
-            self._arrived.notify_all()
 
     async def connect(self) -> "ConsoleClient":
         await self.sio.connect(self.url, headers=dict(self.headers), namespaces=[self.NS], transports=["websocket"],
                                wait_timeout=EVENT_TIMEOUT_SECS)
         return self
-
-    async def close(self) -> None:
-        if self.sio.connected:
-            await self.sio.disconnect()
-        http = getattr(self.sio.eio, "http", None)
-        if http is not None and not http.closed:
-            await http.close()
 
     async def call(self, event: str, payload: Any = None) -> dict:
         """The acknowledgement of a request, whatever it says."""
@@ -123,30 +108,6 @@ class ConsoleClient:
         if not answer.get("ok"):
             raise ConsoleError(f"{event} refused: {answer}")
         return answer
-
-    async def next(self, event: str, where: Callable[[Any], bool] | None = None,
-                   timeout: float = EVENT_TIMEOUT_SECS) -> Any:
-        def find() -> tuple[bool, Any]:
-            for i, (name, payload) in enumerate(self.received):
-                if i not in self._taken and name == event and (where is None or where(payload)):
-                    self._taken.add(i)
-                    return True, payload
-            return False, None
-
-        async with self._arrived:
-            try:
-                async with asyncio.timeout(timeout):
-                    while True:
-                        found, payload = find()
-                        if found:
-                            return payload
-                        await self._arrived.wait()
-            except TimeoutError:
-                raise AssertionError(f"no {event!r} within {timeout}s; received {self.received!r}") from None
-
-    def pending(self, event: str | None = None) -> list[tuple[str, Any]]:
-        return [item for i, item in enumerate(self.received)
-                if i not in self._taken and (event is None or item[0] == event)]
 
 
 async def queued_resident(connect, server: RunningServer | str, text: str = "/request_counsellor"):

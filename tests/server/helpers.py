@@ -69,30 +69,16 @@ async def start_server(settings: Settings, *, bot: Any = None, widget_dir=None) 
     return RunningServer(app, runner, port, settings)
 
 
-class ResidentClient:
-    """A resident's socket: emits protocol events and hands out what arrives, in order."""
+class EventInbox:
+    """A test's Socket.IO client (subclasses make ``self.sio`` and route events to _record):
+    the events it received, in order; next() hands each out once, waiting for it."""
 
-    def __init__(self, url: str, *, headers: dict | None = None,
-                 transports: tuple[str, ...] = ("websocket",)) -> None:
-        self.url = url
-        self.headers = headers or {}
-        self.transports = list(transports)
-        self.sio = socketio.AsyncClient(reconnection=False)
+    sio: socketio.AsyncClient
+
+    def __init__(self) -> None:
         self.received: list[tuple[str, Any]] = []
         self._taken: set[int] = set()
         self._arrived = asyncio.Condition()
-        self.sio.on("*", self._record)
-        self.session_id: str | None = None
-
-    async def _record(self, event: str, *args: Any) -> None:
-        async with self._arrived:
-            self.received.append((event, args[0] if args else None))
-            self._arrived.notify_all()
-
-    async def connect(self) -> "ResidentClient":
-        await self.sio.connect(self.url, headers=self.headers, transports=self.transports,
-                               wait_timeout=EVENT_TIMEOUT_SECS)
-        return self
 
     async def close(self) -> None:
         if self.sio.connected:
@@ -101,9 +87,10 @@ class ResidentClient:
         if http is not None and not http.closed:
             await http.close()
 
-    async def emit(self, event: str, *args: Any) -> None:
-        """Emit with exactly these arguments (none, one, or several)."""
-        await self.sio.emit(event, args[0] if len(args) == 1 else (tuple(args) if args else None))
+    async def _record(self, event: str, *args: Any) -> None:
+        async with self._arrived:
+            self.received.append((event, args[0] if args else None))
+            self._arrived.notify_all()
 
     def pending(self, event: str | None = None) -> list[tuple[str, Any]]:
         """What arrived and was not taken yet (of one event, or all)."""
@@ -130,6 +117,29 @@ class ResidentClient:
                         await self._arrived.wait()
             except TimeoutError:
                 raise AssertionError(f"no {event!r} within {timeout}s; received {self.received!r}") from None
+
+
+class ResidentClient(EventInbox):
+    """A resident's socket: emits protocol events and hands out what arrives, in order."""
+
+    def __init__(self, url: str, *, headers: dict | None = None,
+                 transports: tuple[str, ...] = ("websocket",)) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.transports = list(transports)
+        super().__init__()
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio.on("*", self._record)
+        self.session_id: str | None = None
+
+    async def connect(self) -> "ResidentClient":
+        await self.sio.connect(self.url, headers=self.headers, transports=self.transports,
+                               wait_timeout=EVENT_TIMEOUT_SECS)
+        return self
+
+    async def emit(self, event: str, *args: Any) -> None:
+        """Emit with exactly these arguments (none, one, or several)."""
+        await self.sio.emit(event, args[0] if len(args) == 1 else (tuple(args) if args else None))
 
     async def session(self, session_id: str | None = None, **extra: Any) -> str:
         await self.sio.emit("session_request", {"session_id": session_id, **extra})
