@@ -78,7 +78,17 @@ def assert_no_horizontal_scroll(page: Page) -> None:
     assert scroll_width <= client_width, f"page scrolls sideways: {scroll_width} > {client_width}"
 
 
+def wait_for_animations(page: Page, selector: str) -> None:
+    """Wait until the element's finite animations (the panel's opening rise) are over:
+    a box measured mid-animation sits a fraction of a pixel off."""
+    page.locator(selector).evaluate(
+        "el => Promise.all(el.getAnimations()"
+        ".filter(a => a.effect && a.effect.getComputedTiming().iterations !== Infinity)"
+        ".map(a => a.finished.catch(() => null)))")
+
+
 def assert_inside_viewport(page: Page, selector: str) -> None:
+    wait_for_animations(page, selector)
     box = page.locator(selector).bounding_box()
     viewport = page.viewport_size
     assert box is not None, f"{selector} is not rendered"
