@@ -28,6 +28,9 @@ DB_CONNECT_TIMEOUT_SECS = 5.0
 DB_COMMAND_TIMEOUT_SECS = 10.0
 DB_POOL_TIMEOUT_SECS = 10.0
 SQLITE_BUSY_TIMEOUT_SECS = 15.0
+# Execution option of read-only transactions (Store.reading): on SQLite they begin
+# deferred instead of taking the write lock.
+READ_ONLY_OPTION = "polku_read_only"
 # Any constant works; it only has to be the same in every process migrating one database.
 MIGRATION_ADVISORY_LOCK_ID = 7_104_213_380_001
 
@@ -91,7 +94,12 @@ def _sqlite_engine(parsed: URL) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A transaction that only reads needs no lock in WAL mode (it reads a
+        # snapshot); taking the write lock would queue it behind every commit.
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

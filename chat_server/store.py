@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .admin_models import MessageGuess
+from .db import READ_ONLY_OPTION
 from .errors import BackendUnavailable
 from .models import Conversation, HandoffTransition, Message, utcnow
 
@@ -105,6 +106,8 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -135,8 +138,9 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A transaction for reads only (on SQLite it takes no lock)."""
         try:
-            async with self._sessions() as session:
+            async with self._read_sessions() as session:
                 async with session.begin():
                     yield session
         except BaseException as exc:
