@@ -25,6 +25,38 @@ class NluResult:
     ranking: tuple[tuple[str, float], ...]
 
 
+def nlu_result(data: dict) -> NluResult:
+    """Rasa's /model/parse answer as an NluResult."""
+    intent = data.get("intent") or {}
+    name = intent.get("name")
+    if not name:
+        # Rasa answers 200 with an empty intent when no NLU model is loaded.
+        raise NluUnavailable("Rasa has no NLU model loaded")
+    ranking = tuple(
+        (item["name"], float(item.get("confidence") or 0.0))
+        for item in data.get("intent_ranking") or []
+        if item.get("name")
+    )
+    return NluResult(name, float(intent.get("confidence") or 0.0), ranking)
+
+
+class PrecomputedNlu:
+    """Answers from parses made earlier (by the training process, with a model
+    no server has loaded): the same interface as RasaClient's parse."""
+
+    def __init__(self, parses: dict[str, dict]) -> None:
+        self.parses = parses
+
+    async def parse(self, text: str) -> NluResult:
+        data = self.parses.get(text)
+        if data is None:
+            raise NluUnavailable("no parse was made for this text")
+        return nlu_result(data)
+
+    async def close(self) -> None:
+        pass
+
+
 class RasaClient:
     def __init__(self, url: str, timeout_secs: float = 3.0, token: str = "") -> None:
         self.url = url.rstrip("/")
@@ -54,17 +86,7 @@ class RasaClient:
                 data = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise NluUnavailable(f"Rasa at {self.url} did not answer: {type(exc).__name__}") from exc
-        intent = data.get("intent") or {}
-        name = intent.get("name")
-        if not name:
-            # Rasa answers 200 with an empty intent when no NLU model is loaded.
-            raise NluUnavailable("Rasa has no NLU model loaded")
-        ranking = tuple(
-            (item["name"], float(item.get("confidence") or 0.0))
-            for item in data.get("intent_ranking") or []
-            if item.get("name")
-        )
-        return NluResult(name, float(intent.get("confidence") or 0.0), ranking)
+        return nlu_result(data)
 
     async def status(self) -> dict:
         """Rasa's /status (model file, fingerprint); raises NluUnavailable."""

@@ -69,6 +69,11 @@ class Bot:
     def redact(text: str) -> str:
         return redact(text)
 
+    @staticmethod
+    def nlu_text(text: str) -> str:
+        """The text ``parse`` gives the model for a resident's message."""
+        return redact(text.strip())
+
     def notice(self, response_id: str, language: str, **params: Any) -> Reply:
         """A system notice (handoff, queue, availability) in the resident's language."""
         return self.content.reply(response_id, language, **params)
@@ -81,7 +86,7 @@ class Bot:
 
         `opening` says the message opens the conversation (a lone "moi" then
         greets; later it says goodbye)."""
-        clean = redact(text.strip())
+        clean = self.nlu_text(text)
         language = detect_language(clean, hint=ui_language or self.default_language,
                                    previous=previous_language, lexicon=self.lexicon)
         if clean.startswith("/"):

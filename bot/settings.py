@@ -141,6 +141,9 @@ _register("POLKU_LOGIN_RATE_ADDRESS_PER_MIN", int, 20,
 _register("POLKU_HELDOUT_PATH", str, str(PROJECT_ROOT / "tests" / "data" / "heldout.yml"),
           "Held-out evaluation messages (- {text, lang, intent}), never trained on: a retrain from the "
           "admin page is measured against them, beside the model in use.")
+_register("POLKU_ADMIN_PREWARM_TRAINER", bool, True,
+          "Start Rasa's training process (about 0.5 GB) when an admin opens the training page, so that "
+          "a retrain does not wait for Rasa and TensorFlow to load; unused, it ends after 15 minutes.")
 _register("POLKU_INBOX_CONFIDENCE_BELOW", float, 0.6,
           "Resident messages the model answered with less confidence than this (and every fallback) "
           "go to the admin page's inbox of what the bot did not understand.")

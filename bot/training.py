@@ -1,7 +1,8 @@
 """Train the Rasa NLU model from ``training_data/``.
 
 Our YAML (one file per intent, examples per language) is turned into Rasa's
-NLU format and trained with Rasa's own CLI in its own Python 3.10 venv.
+NLU format and trained with Rasa's Python API in its own Python 3.10 venv
+(``bot/rasa/train_nlu.py``, which can also parse texts with the new model).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import yaml
 
@@ -89,49 +92,141 @@ def latest_model(model_dir: str | Path) -> Path | None:
     return models[-1] if models else None
 
 
+TRAIN_SCRIPT = PROJECT_ROOT / "bot" / "rasa" / "train_nlu.py"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    path: Path
+    # What Rasa's /model/parse answers with the new model for each text asked for.
+    parses: dict[str, dict] = field(default_factory=dict)
+
+
+class TrainerProcess:
+    """One ``bot/rasa/train_nlu.py`` process in Rasa's environment: it imports
+    Rasa and TensorFlow at once, then waits for a single job. Started ahead of
+    a job (``spawn`` when an admin opens the training page) it saves the
+    import time of a retrain; ``discard`` ends it unused."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.started = time.monotonic()
+
+    @classmethod
+    def spawn(cls, settings: Settings) -> "TrainerProcess":
+        python = rasa_executable(settings).with_name("python")
+        env = rasa_env()
+        # Rasa caches trained components (the featurizers) between runs: keep
+        # the cache so that a retrain after a small edit is faster.
+        env["RASA_CACHE_DIRECTORY"] = str(settings.data_dir / "rasa-cache")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen([str(python), str(TRAIN_SCRIPT)], cwd=settings.data_dir, env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1, start_new_session=True)
+        return cls(proc)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def discard(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()  # end of input: it exits by itself
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                stream.close()
+
+    def run(self, job: dict, on_output: Callable[[str], None] | None, timeout_secs: float) -> None:
+        """Hand over the job and follow its output until the process ends."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        watchdog = threading.Timer(timeout_secs, self.proc.kill)  # also when Rasa prints nothing
+        watchdog.daemon = True
+        watchdog.start()
+        tail: list[str] = []
+        try:
+            try:
+                self.proc.stdin.write(json.dumps(job) + "\n")
+                self.proc.stdin.close()
+            except OSError as exc:  # it died before the job came
+                raise TrainingError(f"Rasa's training process ended early: {exc}") from exc
+            for line in self.proc.stdout:
+                tail = (tail + [line.rstrip()])[-30:]
+                if on_output:
+                    on_output(line.rstrip())
+            code = self.proc.wait()
+        finally:
+            watchdog.cancel()
+            self.discard()
+        if code != 0:
+            if code < 0 and time.monotonic() - self.started >= timeout_secs:
+                raise TrainingError(f"training took longer than {timeout_secs:.0f} s; stopped")
+            raise TrainingError("rasa train nlu failed:\n" + "\n".join(tail))
+
+
 def train(settings: Settings, *, content: Content | None = None, out_dir: str | Path | None = None,
           exclude: Iterable[str] = (), on_output: Callable[[str], None] | None = None) -> Path:
     """Train a model; returns the path of the new model file.
 
     `on_output` receives Rasa's output line by line (the admin page shows
     progress from it)."""
+    return train_and_parse(settings, content=content, out_dir=out_dir, exclude=exclude,
+                           on_output=on_output).path
+
+
+def train_and_parse(settings: Settings, *, content: Content | None = None,
+                    out_dir: str | Path | None = None, exclude: Iterable[str] = (),
+                    on_output: Callable[[str], None] | None = None,
+                    parse_texts: Sequence[str] = (), trainer: TrainerProcess | None = None) -> TrainedModel:
+    """Train a model and parse ``parse_texts`` with it in the same Rasa process:
+    an evaluation without starting a Rasa server for the new model.
+
+    ``trainer``: a process started ahead (its imports done or under way);
+    without one, or when it has died, a new one is started."""
     content = content or Content.load(settings.training_data_dir)
-    out = Path(out_dir or settings.model_dir)
+    out = Path(out_dir or settings.model_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    exe = rasa_executable(settings)
-    with tempfile.TemporaryDirectory(prefix="polku-train-") as tmp:
-        nlu_path = Path(tmp) / "nlu.yml"
-        config_path = Path(tmp) / "config.yml"
-        nlu_path.write_text(nlu_yaml(content, exclude), encoding="utf-8")
-        config_path.write_text(rasa_config(settings), encoding="utf-8")
-        name = "polku-" + time.strftime("%Y%m%d-%H%M%S")
-        cmd = [str(exe), "train", "nlu", "--config", str(config_path), "--nlu", str(nlu_path),
-               "--out", str(out), "--fixed-model-name", name]
-        env = rasa_env()
-        # Rasa caches trained components (the featurizers) between runs: keep
-        # the cache so that a retrain after a small edit is faster.
-        env["RASA_CACHE_DIRECTORY"] = str(settings.data_dir / "rasa-cache")
-        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-        tail: list[str] = []
-        assert proc.stdout is not None
-        deadline = time.monotonic() + TRAINING_TIMEOUT_SECS
-        for line in proc.stdout:
-            tail = (tail + [line.rstrip()])[-30:]
-            if on_output:
-                on_output(line.rstrip())
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise TrainingError(f"training took longer than {TRAINING_TIMEOUT_SECS} s; stopped")
-        if proc.wait() != 0:
-            raise TrainingError("rasa train nlu failed:\n" + "\n".join(tail))
+    if trainer is None or not trainer.alive():
+        if trainer is not None:
+            trainer.discard()
+        trainer = TrainerProcess.spawn(settings)
+    texts = list(dict.fromkeys(parse_texts))
+    try:
+        with tempfile.TemporaryDirectory(prefix="polku-train-") as tmp:
+            nlu_path = Path(tmp) / "nlu.yml"
+            config_path = Path(tmp) / "config.yml"
+            nlu_path.write_text(nlu_yaml(content, exclude), encoding="utf-8")
+            config_path.write_text(rasa_config(settings), encoding="utf-8")
+            name = "polku-" + time.strftime("%Y%m%d-%H%M%S")
+            job = {"config": str(config_path), "nlu": str(nlu_path), "out": str(out), "name": name}
+            parsed_path = Path(tmp) / "parsed.json"
+            if texts:
+                texts_path = Path(tmp) / "texts.json"
+                texts_path.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+                job.update(parse=str(texts_path), parsed=str(parsed_path))
+            trainer.run(job, on_output, TRAINING_TIMEOUT_SECS)
+            parses: dict[str, dict] = {}
+            if texts:
+                try:
+                    results = json.loads(parsed_path.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise TrainingError(f"the new model's parse results are missing: {exc}") from exc
+                if len(results) != len(texts):
+                    raise TrainingError(f"{len(results)} parse results for {len(texts)} texts")
+                parses = dict(zip(texts, results))
+    finally:
+        trainer.discard()
     model = out / f"{name}.tar.gz"
     if not model.exists():
         raise TrainingError(f"rasa train finished but {model} is missing")
     meta = {"fingerprint": fingerprint(content, settings), "trained_at": time.time(),
             "examples": sum(len(v) for d in content.intents.values() for v in d.examples.values())}
     model.with_suffix("").with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
-    return model
+    return TrainedModel(model, parses)
 
 
 def load_heldout(path: str | Path) -> list[dict]:

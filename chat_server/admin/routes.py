@@ -140,6 +140,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @admin_api
 async def content_get(request: web.Request) -> web.Response:
     admin = _admin(request)
+    # An admin editing the training data will likely retrain next.
+    await admin.training.prewarm_unless_running()
     data = await admin.content.data()
     return _json(await admin.content_view(data))
 
@@ -176,7 +178,11 @@ async def undo_post(request: web.Request) -> web.Response:
 
 @admin_api
 async def training_get(request: web.Request) -> web.Response:
-    return _json({"run": await _admin(request).training.latest()})
+    training = _admin(request).training
+    run = await training.latest()
+    if run is None or run["status"] != "running":
+        training.prewarm()
+    return _json({"run": run})
 
 
 @admin_api

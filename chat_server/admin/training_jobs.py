@@ -1,13 +1,18 @@
 """Retraining from the admin page: one run at a time, in the background,
 with progress, ending in an evaluation of the new model beside the one in use.
 
-A run: load and check the training data; train (``bot.training.train`` in a
-daemon thread, Rasa's "Epochs: NN%" lines are the progress); start a
-temporary Rasa on the new model on a free port and evaluate it on the
-held-out set, while the model in use is evaluated on the running Rasa;
-register the model as a candidate. The run's row in ``admin_training_runs``
-is the lock (its unique ``running_slot``), the progress every process's page
-polls, and the result.
+A run: load and check the training data; train and parse the held-out set
+with the new model in one Rasa process (``bot.training.train_and_parse`` in a
+daemon thread; Rasa's "Epochs: NN%" lines are the progress), while the model
+in use is evaluated on the running Rasa; score both through the bot's own
+parse; register the model as a candidate. The run's row in
+``admin_training_runs`` is the lock (its unique ``running_slot``), the
+progress every process's page polls, and the result.
+
+When an admin opens the training page, a training process is started ahead
+(``prewarm``): it imports Rasa and TensorFlow while the admin edits, so the
+click does not wait for that (about 10 s). Unused, it ends after
+``WARM_TRAINER_IDLE_SECS``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.content import Content, ContentError
 from bot.evaluation import Report, heldout_cases
-from bot.nlu import RasaClient
-from bot.rasa_server import RasaProcess, free_port
-from bot.training import TrainingError, load_heldout, train
+from bot.nlu import PrecomputedNlu, RasaClient
+from bot.policy import Bot
+from bot.training import TrainerProcess, TrainingError, load_heldout, train_and_parse
 
 from ..admin_models import TrainingRun
 from ..models import utcnow
@@ -43,15 +48,17 @@ STALE_RUN_SECS = 120.0  # a running row without a heartbeat this long: its proce
 EVAL_PARSE_TIMEOUT_SECS = 10.0
 EVAL_CONCURRENCY = 4
 TOP_CONFUSIONS = 15
+WARM_TRAINER_IDLE_SECS = 900.0
 
 _EPOCHS = re.compile(r"Epochs:\s*(\d{1,3})%")
+_MODEL_SAVED = "POLKU-MODEL "
 
 # Share of the whole run each phase ends at (for one progress bar); measured
-# on a 2-core machine: training is about two thirds of a run.
-PHASE_ENDS = {"preparing": 0.12, "training": 0.70, "saving": 0.74, "starting": 0.92, "evaluating": 1.0}
-PHASE_STARTS = {"preparing": 0.0, "training": 0.12, "saving": 0.70, "starting": 0.74, "evaluating": 0.92}
+# on a 2-core machine with a warm training process: the epochs are about half a run.
+PHASE_ENDS = {"preparing": 0.35, "training": 0.80, "saving": 0.84, "evaluating": 1.0}
+PHASE_STARTS = {"preparing": 0.0, "training": 0.35, "saving": 0.80, "evaluating": 0.84}
 # Expected length of the phases without their own progress, for a bar that moves.
-PHASE_EXPECTED_SECS = {"preparing": 15.0, "saving": 3.0, "starting": 15.0, "evaluating": 4.0}
+PHASE_EXPECTED_SECS = {"preparing": 20.0, "saving": 3.0, "evaluating": 10.0}
 
 
 class TrainingBusy(RuntimeError):
@@ -77,8 +84,10 @@ class Progress:
             if self.phase == "preparing":
                 self.enter("training")
             self.epoch_share = min(1.0, int(match.group(1)) / 100)
-            if self.epoch_share >= 1.0:
+            if self.epoch_share >= 1.0 and self.phase == "training":
                 self.enter("saving")
+        elif line.startswith(_MODEL_SAVED):
+            self.enter("evaluating")
 
     @property
     def value(self) -> float:
@@ -112,13 +121,11 @@ def summarise(report: Report) -> dict[str, Any]:
     }
 
 
-async def evaluate(url: str, content: Content, cases, settings) -> dict[str, Any]:
+async def evaluate(nlu: Any, content: Content, cases, settings) -> dict[str, Any]:
     """The held-out cases through the bot's own parse (redaction, crisis check,
-    threshold) against the Rasa at ``url``."""
-    from bot.policy import Bot
-
-    bot = Bot(content, RasaClient(url, EVAL_PARSE_TIMEOUT_SECS, settings.rasa_token),
-              fallback_threshold=settings.fallback_threshold, default_language=settings.default_language)
+    threshold) with ``nlu``: a RasaClient, or the new model's PrecomputedNlu."""
+    bot = Bot(content, nlu, fallback_threshold=settings.fallback_threshold,
+              default_language=settings.default_language)
     report = Report()
     gate = asyncio.Semaphore(EVAL_CONCURRENCY)
 
@@ -173,6 +180,54 @@ class TrainingService:
         self.settings = server.settings
         self.registry = registry
         self._task: asyncio.Task | None = None
+        self._spare: TrainerProcess | None = None  # started ahead by prewarm()
+        self._spare_expiry: asyncio.TimerHandle | None = None
+
+    def prewarm(self) -> None:
+        """Start a training process ahead of a run, unless one is waiting or running."""
+        if not self.settings.admin_prewarm_trainer:
+            return
+        if self._task is not None and not self._task.done():
+            return  # a run here: its process is busy, and a second would slow it down
+        if self._spare is not None and self._spare.alive():
+            self._arm_expiry()
+            return
+        try:
+            self._spare = TrainerProcess.spawn(self.settings)
+        except (TrainingError, OSError) as exc:  # Rasa not installed: the run says so
+            log.warning("could not start a training process ahead: %s", exc)
+            self._spare = None
+            return
+        self._arm_expiry()
+
+    async def prewarm_unless_running(self) -> None:
+        """prewarm(), unless a run is going in any process."""
+        if not self.settings.admin_prewarm_trainer:
+            return
+        run = await self.latest()
+        if run is None or run["status"] != "running":
+            self.prewarm()
+
+    def _arm_expiry(self) -> None:
+        if self._spare_expiry is not None:
+            self._spare_expiry.cancel()
+        self._spare_expiry = asyncio.get_running_loop().call_later(
+            WARM_TRAINER_IDLE_SECS, self._discard_spare)
+
+    def _discard_spare(self) -> threading.Thread | None:
+        spare = self._take_spare()
+        if spare is None:
+            return None
+        thread = threading.Thread(target=spare.discard, daemon=True)  # it may wait up to 5 s
+        thread.start()
+        return thread
+
+    def _take_spare(self) -> TrainerProcess | None:
+        spare, self._spare = self._spare, None
+        if self._spare_expiry is not None:
+            self._spare_expiry.cancel()
+            self._spare_expiry = None
+        return spare
 
     async def latest(self) -> dict[str, Any] | None:
         await self._expire_stale()
@@ -202,6 +257,9 @@ class TrainingService:
             await asyncio.shield(self._task)
 
     async def stop(self) -> None:
+        discarding = self._discard_spare()
+        if discarding is not None:
+            await asyncio.to_thread(discarding.join)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
@@ -246,13 +304,19 @@ class TrainingService:
                 current_eval = asyncio.create_task(self._evaluate_current(content, cases))
             candidates = self.registry.candidates_dir
             candidates.mkdir(parents=True, exist_ok=True)
-            model: Path = await _in_daemon_thread(lambda: train(
-                self.settings, content=content, out_dir=candidates, on_output=progress.feed))
-            timings["train_secs"] = round(time.monotonic() - started, 1)
-            progress.enter("starting")
+            trainer = self._take_spare()
+            texts = [Bot.nlu_text(case.text) for case in cases]
+            trained = await _in_daemon_thread(lambda: train_and_parse(
+                self.settings, content=content, out_dir=candidates, on_output=progress.feed,
+                parse_texts=texts, trainer=trainer))
+            model: Path = trained.path
+            saved = progress.phase_started if progress.phase == "evaluating" else time.monotonic()
+            timings["warm_trainer"] = trainer is not None
+            timings["train_secs"] = round(saved - started, 1)
+            progress.enter("evaluating")
             new_eval = None
             if cases:
-                new_eval = await self._evaluate_new(model, content, cases, progress, timings)
+                new_eval = await evaluate(PrecomputedNlu(trained.parses), content, cases, self.settings)
             evaluation = {"heldout_cases": len(cases), "new": new_eval,
                           "current": await current_eval if current_eval else None,
                           "current_model": current_model}
@@ -260,6 +324,7 @@ class TrainingService:
             await self.registry.register(model.name, trained_by=staff.name, examples=examples,
                                          evaluation=new_eval)
             timings["total_secs"] = round(time.monotonic() - started, 1)
+            timings["evaluate_secs"] = round(timings["total_secs"] - timings["train_secs"], 1)
             await self._update(run_id, running_slot=None, status="ready", phase="done", progress=1.0,
                                finished_at=utcnow(), model_name=model.name, timings=timings,
                                evaluation=evaluation, heartbeat_at=utcnow())
@@ -293,25 +358,9 @@ class TrainingService:
         return heldout_cases(load_heldout(path))
 
     async def _evaluate_current(self, content: Content, cases) -> dict | None:
+        client = RasaClient(self.settings.rasa_url, EVAL_PARSE_TIMEOUT_SECS, self.settings.rasa_token)
         try:
-            return await evaluate(self.settings.rasa_url, content, cases, self.settings)
+            return await evaluate(client, content, cases, self.settings)
         except Exception as exc:  # Rasa down: shown as "not available"
             log.warning("could not evaluate the model in use: %s", type(exc).__name__)
             return None
-
-    async def _evaluate_new(self, model: Path, content: Content, cases, progress: Progress,
-                            timings: dict) -> dict:
-        data_dir = self.settings.data_dir
-        rasa = RasaProcess(self.settings, model, free_port(), log_path=data_dir / "admin-eval-rasa.log",
-                           cwd=data_dir)
-        step = time.monotonic()
-        try:
-            await asyncio.to_thread(lambda: rasa.start().wait_ready())
-            timings["start_secs"] = round(time.monotonic() - step, 1)
-            progress.enter("evaluating")
-            step = time.monotonic()
-            result = await evaluate(rasa.url, content, cases, self.settings)
-            timings["evaluate_secs"] = round(time.monotonic() - step, 1)
-            return result
-        finally:
-            await asyncio.to_thread(rasa.stop)

@@ -144,8 +144,12 @@ def test_teach_a_new_phrasing_retrain_activate_and_the_bot_answers_it(page, admi
             seen_phases.add(label.inner_text().split(" – ")[0])
         page.wait_for_timeout(500)
     ready_secs = time.monotonic() - started
+    run = page.evaluate("fetch('/admin/api/training').then(r => r.json())")["run"]
     print(f"\nretraining from the click to a model ready to activate: {ready_secs:.1f} s; "
-          f"phases seen: {sorted(seen_phases)}")
+          f"phases seen: {sorted(seen_phases)}; the run's own timings: {run['timings']}")
+    # The new model was evaluated on the held-out set in the training process itself.
+    assert run["evaluation"]["new"]["cases"] > 300
+    assert run["evaluation"]["new"]["accuracy"] > 0.9
     assert "Koulutetaan" in seen_phases
     evaluation = page.locator(".evaluation__table")
     expect(evaluation).to_be_visible()

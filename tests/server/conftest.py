@@ -54,9 +54,11 @@ async def real_bot(closed_rasa_url):
 
 
 def _base(tmp_path, rasa_url: str) -> dict[str, Any]:
-    # Chat hours ignored: a test must not depend on the hour it runs at.
+    # Chat hours ignored: a test must not depend on the hour it runs at. No
+    # training process started ahead for every admin page a test opens.
     return {"POLKU_DATA_DIR": str(tmp_path / "data"), "POLKU_RASA_URL": rasa_url,
-            "POLKU_RASA_TIMEOUT_SECS": 1.0, "POLKU_CHAT_ALWAYS_OPEN": True}
+            "POLKU_RASA_TIMEOUT_SECS": 1.0, "POLKU_CHAT_ALWAYS_OPEN": True,
+            "POLKU_ADMIN_PREWARM_TRAINER": False}
 
 
 @pytest.fixture

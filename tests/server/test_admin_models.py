@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from bot.nlu import NluUnavailable, RasaClient
-from bot.training import latest_model
+from bot.training import TrainedModel, latest_model
 from chat_server.admin import training_jobs
 
 from .admin_support import AdminClient, admin_of
@@ -32,7 +32,7 @@ QUESTIONS = ("miten haetaan toimeentulotukea", "tarvitsen apua vuokran kanssa", 
 
 
 def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, loop=None):
-    def train(settings, *, content, out_dir, on_output, **_):
+    def train_and_parse(settings, *, content, out_dir, on_output, **_):
         for share in (0, 25, 50, 100):
             on_output(f"Epochs: {share:3d}%|███ | {share // 10}/10 [00:01<00:01, 2.00it/s, t_loss=1.0]")
             if hold is not None and share == 50:
@@ -45,8 +45,8 @@ def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, 
         else:
             target.write_bytes(b"not really a model")
         (out_dir / "polku-20990101-000000.json").write_text('{"examples": 5, "trained_at": 1}')
-        return target
-    return train
+        return TrainedModel(target)
+    return train_and_parse
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ async def wait_run(admin, status_not="running", timeout=120.0):
 
 async def test_a_run_shows_progress_ends_ready_and_admits_one_at_a_time(quick_server, monkeypatch):
     hold = asyncio.Event()
-    monkeypatch.setattr(training_jobs, "train", fake_train(hold=hold, loop=asyncio.get_running_loop()))
+    monkeypatch.setattr(training_jobs, "train_and_parse", fake_train(hold=hold, loop=asyncio.get_running_loop()))
     admin = await AdminClient.sign_in(quick_server)
     try:
         started = (await admin.post("/admin/api/training", expect=202))["run"]
@@ -95,7 +95,7 @@ async def test_a_run_shows_progress_ends_ready_and_admits_one_at_a_time(quick_se
 
 
 async def test_a_failed_run_says_why_and_frees_the_slot(quick_server, monkeypatch):
-    monkeypatch.setattr(training_jobs, "train", fake_train(fail="rasa train nlu failed: out of memory"))
+    monkeypatch.setattr(training_jobs, "train_and_parse", fake_train(fail="rasa train nlu failed: out of memory"))
     admin = await AdminClient.sign_in(quick_server)
     try:
         await admin.post("/admin/api/training", expect=202)
@@ -107,15 +107,68 @@ async def test_a_failed_run_says_why_and_frees_the_slot(quick_server, monkeypatc
         await admin.close()
 
 
+async def test_a_training_process_started_ahead_goes_to_the_next_run_and_ends_with_the_server(
+        launch, sqlite_settings, tmp_path, monkeypatch):
+    server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(tmp_path / "models"),
+                          POLKU_HELDOUT_PATH=str(tmp_path / "no-heldout.yml"),
+                          POLKU_ADMIN_PREWARM_TRAINER=True)
+    training = admin_of(server).training
+    handed: list = []
+
+    def recording_train(settings, *, trainer=None, **kwargs):
+        handed.append(trainer)
+        return fake_train()(settings, **kwargs)
+
+    monkeypatch.setattr(training_jobs, "train_and_parse", recording_train)
+    admin = await AdminClient.sign_in(server)
+    try:
+        await admin.get("/admin/api/content")  # an admin starts editing
+        spare = training._spare
+        assert spare is not None and spare.alive()
+        await admin.get("/admin/api/training")
+        assert training._spare is spare, "one process waits, not one per page load"
+        await admin.post("/admin/api/training", expect=202)
+        await training.wait()
+        assert handed == [spare] and training._spare is None
+        spare.discard()  # what the real training does when it ends
+        assert not spare.alive()
+        await admin.get("/admin/api/training")
+        second = training._spare
+        assert second is not None and second is not spare
+    finally:
+        await admin.close()
+    await training.stop()
+    assert not second.alive(), "the server's stop ends the waiting process"
+
+
+def test_a_training_process_is_stopped_at_its_time_limit(tmp_path):
+    from bot.settings import Settings
+    from bot.training import TrainerProcess, TrainingError
+
+    trainer = TrainerProcess.spawn(Settings(environ={}, POLKU_DATA_DIR=str(tmp_path)))
+    started = time.monotonic()
+    with pytest.raises(TrainingError, match="longer than"):
+        # Importing Rasa alone takes longer than this; the watchdog does not wait for output.
+        trainer.run({"config": "c", "nlu": "n", "out": str(tmp_path), "name": "x"}, None, timeout_secs=1.0)
+    assert time.monotonic() - started < 8
+    assert not trainer.alive()
+
+
 def test_progress_reads_rasas_epoch_lines():
     progress = training_jobs.Progress()
-    assert progress.phase == "preparing" and progress.value < 0.12
+    start, end = training_jobs.PHASE_STARTS["training"], training_jobs.PHASE_ENDS["training"]
+    assert progress.phase == "preparing" and progress.value < start
     progress.feed("2026-11-23 10:10:00 INFO rasa.engine.training.hooks - Starting to train component")
     assert progress.phase == "preparing"
-    progress.feed("Epochs:  45%|████▌     | 18/40 [00:22<00:23,  1.08s/it, t_loss=3.47, i_acc=0.995]")
-    assert progress.phase == "training" and progress.value == pytest.approx(0.12 + 0.58 * 0.45, abs=0.001)
-    progress.feed("Epochs: 100%|██████████| 40/40 [00:50<00:00,  1.27s/it, t_loss=3.1, i_acc=0.998]")
+    progress.feed("Epochs:  45%|████▌     | 9/20 [00:22<00:23,  1.08s/it, t_loss=3.47, i_acc=0.995]")
+    assert progress.phase == "training" and progress.value == pytest.approx(start + (end - start) * 0.45, abs=0.001)
+    progress.feed("Epochs: 100%|██████████| 20/20 [00:50<00:00,  1.27s/it, t_loss=3.1, i_acc=0.998]")
     assert progress.phase == "saving"
+    # tqdm repeats its last line; a repeat must not restart the phase.
+    progress.feed("Epochs: 100%|██████████| 20/20 [00:50<00:00,  1.27s/it, t_loss=3.1, i_acc=0.998]")
+    assert progress.phase == "saving"
+    progress.feed("POLKU-MODEL /tmp/models/polku-20261123-101100.tar.gz")
+    assert progress.phase == "evaluating" and progress.value >= training_jobs.PHASE_STARTS["evaluating"]
 
 
 # --- activation: what a restart serves (Rasa's side played by a stand-in) ---------------------
