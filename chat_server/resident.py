@@ -148,6 +148,10 @@ class SocketState:
     session_id: str | None = None  # kept in memory only, to echo it in `history`
     session_hash: str | None = None
     conversation_id: int | None = None
+    # A resend (same client_id) comes first on a new socket, after a reconnect:
+    # only the socket's first message is looked up before answering; a later
+    # duplicate is caught by the unique constraint when it is stored.
+    resend_checked: bool = False
 
 
 class ResidentChannel:
@@ -324,22 +328,28 @@ class ResidentChannel:
         state = self.sockets[sid]
         state.language = message.language or state.language
         await self.limits.check_address(state.address, message.client_id)
-        conversation = await self._resolve(sid, message.session_id, message.client_id)
-        if message.client_id is not None:
-            stored = await self.store.message_by_client_id(conversation.id, message.client_id)
+        if state.conversation_id is None or (message.session_id not in (None, state.session_id)):
+            await self._resolve(sid, message.session_id, message.client_id)
+        # else: the socket is bound to this session; do_resident_message reads
+        # the conversation (fresh, with its expiry) once.
+        conversation_id = state.conversation_id
+        assert conversation_id is not None and state.session_hash is not None
+        if message.client_id is not None and not state.resend_checked:
+            state.resend_checked = True
+            stored = await self.store.message_by_client_id(conversation_id, message.client_id)
             if stored is not None:
                 # A resend after a reconnect: acknowledge again, answer once.
                 await self.events.message_ack(sid, stored)
                 return
-        await self.limits.check_session(conversation.session_hash, message.client_id)
-        async with self._lock(conversation.id):
-            await self.do_resident_message(sid, conversation.id, message)
+        await self.limits.check_session(state.session_hash, message.client_id)
+        async with self._lock(conversation_id):
+            await self.do_resident_message(sid, conversation_id, message)
 
     async def do_resident_message(self, sid: str, conversation_id: int, message: ResidentMessage) -> None:
         """Store the message, answer it when the bot has the conversation, acknowledge it."""
         conversation = await self.store.get_conversation(conversation_id)
-        if conversation is None:
-            raise UnknownSession("conversation vanished", client_id=message.client_id)
+        if conversation is None or is_expired(conversation, self.session_ttl_hours):
+            raise UnknownSession("unknown or expired session", client_id=message.client_id)
         ui_language = message.language or self.sockets[sid].language
         turn: BotTurn | None = None
         with_bot = conversation.handoff_state in (hs.BOT, hs.CLOSED)
@@ -352,13 +362,15 @@ class ResidentChannel:
                     counsellors_online=await self.handoff.available())
             stored = await self._store_turn(sid, conversation_id, message, turn)
         except IntegrityError:
-            # The same client_id raced in through another socket: that one answers.
+            # The same client_id came again (a resend, or a race through another
+            # socket): it was answered when it first came; acknowledge it again.
             if message.client_id is None:
                 raise
             stored = await self.store.message_by_client_id(conversation_id, message.client_id)
             if stored is None:
                 raise
             await self.events.message_ack(sid, stored)
+            return
         finally:
             if with_bot:
                 await self.events.typing(conversation_id, "bot", False)
@@ -398,17 +410,20 @@ class ResidentChannel:
         stored = await tx.add_message(
             conversation, sender="resident", text=parse.text, intent=parse.intent,
             confidence=parse.confidence, language=parse.language, client_id=message.client_id,
-            guesses=parse.ranking[:INTENT_GUESSES_KEPT])
-        tx.on_commit(lambda: self.events.message_ack(sid, stored))
-        tx.on_commit(lambda: self.events.console_message(conversation.id, stored))
+            flush=False)
         conversation.language = turn.language
         conversation.dialogue_state = turn.state.to_dict()
         conversation.topic = turn.state.last_topic or conversation.topic
-        for reply in turn.replies:
-            answer = await tx.add_message(
-                conversation, sender="bot", text=reply.text,
-                quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
-                response_id=reply.response_id, language=turn.language)
+        answers = [await tx.add_message(
+            conversation, sender="bot", text=reply.text,
+            quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
+            response_id=reply.response_id, language=turn.language, flush=False)
+            for reply in turn.replies]
+        await tx.flush()  # the message and its answers in one insert; a resent client_id fails here
+        tx.add_guesses(stored, parse.ranking[:INTENT_GUESSES_KEPT])
+        tx.on_commit(lambda: self.events.message_ack(sid, stored))
+        tx.on_commit(lambda: self.events.console_message(conversation.id, stored))
+        for answer in answers:
             tx.on_commit(lambda answer=answer: self.events.bot_uttered(conversation.id, answer))
         if turn.handoff is not None:
             await self.handoff.transition(

@@ -77,8 +77,11 @@ class Transaction:
                           quick_replies: list[dict] | None = None, response_id: str | None = None,
                           intent: str | None = None, confidence: float | None = None,
                           language: str | None = None, client_id: str | None = None,
-                          guesses: tuple[tuple[str, float], ...] = ()) -> Message:
-        """``guesses``: the model's best (intent, confidence) pairs, kept for the admin inbox."""
+                          guesses: tuple[tuple[str, float], ...] = (), flush: bool = True) -> Message:
+        """``guesses``: the model's best (intent, confidence) pairs, kept for the admin inbox.
+
+        ``flush=False`` leaves the insert (and the id) to the next ``flush()``:
+        several messages of one turn go to the database in one statement."""
         now = utcnow()
         message = Message(
             conversation_id=conversation.id, sender=sender, text=text,
@@ -87,11 +90,20 @@ class Transaction:
         )
         self.session.add(message)
         conversation.last_activity_at = now
-        await self.session.flush()  # assigns the id; a resent client_id fails here
+        if flush:
+            await self.flush()  # assigns the id; a resent client_id fails here
+            self.add_guesses(message, guesses)
+        elif guesses:
+            raise ValueError("guesses need the message's id: add them after flush()")
+        return message
+
+    def add_guesses(self, message: Message, guesses: tuple[tuple[str, float], ...]) -> None:
         if guesses:
             self.session.add(MessageGuess(message_id=message.id,
                                           guesses=[[name, round(conf, 4)] for name, conf in guesses]))
-        return message
+
+    async def flush(self) -> None:
+        await self.session.flush()
 
     async def add_transition(self, conversation: Conversation, from_state: str, to_state: str,
                              actor: str, reason: str | None, at: datetime) -> HandoffTransition:
