@@ -148,10 +148,6 @@ class SocketState:
     session_id: str | None = None  # kept in memory only, to echo it in `history`
     session_hash: str | None = None
     conversation_id: int | None = None
-    # A resend (same client_id) comes first on a new socket, after a reconnect:
-    # only the socket's first message is looked up before answering; a later
-    # duplicate is caught by the unique constraint when it is stored.
-    resend_checked: bool = False
 
 
 class ResidentChannel:
@@ -334,13 +330,10 @@ class ResidentChannel:
         # the conversation (fresh, with its expiry) once.
         conversation_id = state.conversation_id
         assert conversation_id is not None and state.session_hash is not None
-        if message.client_id is not None and not state.resend_checked:
-            state.resend_checked = True
-            stored = await self.store.message_by_client_id(conversation_id, message.client_id)
-            if stored is not None:
-                # A resend after a reconnect: acknowledge again, answer once.
-                await self.events.message_ack(sid, stored)
-                return
+        # A resend after a reconnect (same client_id) is not looked up first: the
+        # unique constraint refuses it when it is stored, and it is acknowledged
+        # again, not answered twice (do_resident_message). Residents' messages
+        # are nearly all new, so this saves a read on nearly every message.
         await self.limits.check_session(state.session_hash, message.client_id)
         async with self._lock(conversation_id):
             await self.do_resident_message(sid, conversation_id, message)
@@ -362,8 +355,9 @@ class ResidentChannel:
                     counsellors_online=await self.handoff.available())
             stored = await self._store_turn(sid, conversation_id, message, turn)
         except IntegrityError:
-            # The same client_id came again (a resend, or a race through another
-            # socket): it was answered when it first came; acknowledge it again.
+            # The same client_id came again (a resend after a reconnect, or a race
+            # through another socket): it was answered when it first came;
+            # acknowledge it again.
             if message.client_id is None:
                 raise
             stored = await self.store.message_by_client_id(conversation_id, message.client_id)
