@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 DB_PING_TIMEOUT_SECS = 3.0
 
 Callback = Callable[[], Awaitable[Any]]
+
+# Set while this task is inside a write transaction (SQLite): a nested one is a bug.
+_IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("polku_in_transaction", default=False)
 
 
 def _is_backend_failure(exc: BaseException) -> bool:
@@ -120,16 +124,35 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(
             engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
+        # SQLite has one writer at a time. Writers of this process queue here, in
+        # order, instead of in SQLite's busy handler, which sleeps and retries with
+        # growing pauses (up to 100 ms each): under load that turned a few
+        # milliseconds of waiting into seconds. Other processes still meet the busy
+        # handler (POLKU's processes share a database only on PostgreSQL).
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _writer_turn(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        if _IN_TRANSACTION.get():
+            raise RuntimeError("a transaction inside a transaction (it would wait for itself)")
+        async with self._write_lock:
+            token = _IN_TRANSACTION.set(True)
+            try:
+                yield
+            finally:
+                _IN_TRANSACTION.reset(token)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A transaction; database failures come out as BackendUnavailable("database")."""
         tx: Transaction | None = None
         try:
-            async with self._sessions() as session:
-                async with session.begin():
-                    tx = Transaction(session)
-                    yield tx
+            async with self._writer_turn(), self._sessions() as session, session.begin():
+                tx = Transaction(session)
+                yield tx
         except BaseException as exc:
             if tx is not None:
                 for undo in reversed(tx._after_rollback):
