@@ -138,6 +138,10 @@ def check_typing(data: Any) -> tuple[str | None, bool]:
     return _session_id_field(payload), typing
 
 
+# The bot's typing indicator shows only when its answer takes longer than this.
+BOT_TYPING_DELAY_SECS = 0.3
+
+
 # --- per-socket state --------------------------------------------------------------
 
 
@@ -346,8 +350,7 @@ class ResidentChannel:
         ui_language = message.language or self.sockets[sid].language
         turn: BotTurn | None = None
         with_bot = conversation.handoff_state in (hs.BOT, hs.CLOSED)
-        if with_bot:
-            await self.events.typing(conversation_id, "bot", True)
+        typing = asyncio.create_task(self._bot_typing(conversation_id)) if with_bot else None
         try:
             if with_bot:
                 turn = await self.bot.handle(
@@ -366,10 +369,19 @@ class ResidentChannel:
             await self.events.message_ack(sid, stored)
             return
         finally:
-            if with_bot:
-                await self.events.typing(conversation_id, "bot", False)
+            if typing is not None:
+                if not typing.done():
+                    typing.cancel()  # answered before the indicator was due: none shown
+                elif not typing.cancelled() and typing.exception() is None:
+                    await self.events.typing(conversation_id, "bot", False)
         log.info("conversation %s: resident message %s (%d chars, intent %s)", conversation_id,
                  stored.id, len(message.text), turn.parse.intent if turn else "-")
+
+    async def _bot_typing(self, conversation_id: int) -> None:
+        """The bot's typing indicator, when its answer is slower than BOT_TYPING_DELAY_SECS
+        (most answers are faster: an indicator flashing for a moment only distracts)."""
+        await asyncio.sleep(BOT_TYPING_DELAY_SECS)
+        await self.events.typing(conversation_id, "bot", True)
 
     async def _store_turn(self, sid: str, conversation_id: int, message: ResidentMessage,
                           turn: BotTurn | None) -> Message:

@@ -155,6 +155,12 @@ def test_teach_a_new_phrasing_retrain_activate_and_the_bot_answers_it(page, admi
     expect(evaluation).to_be_visible()
     expect(evaluation.locator("tfoot th")).to_have_text("Kaikki yhteensä")
     expect(evaluation.locator("tbody tr")).to_have_count(23)
+    # The mix-ups say where examples are needed: as many as the run found, at most ten.
+    confusions = run["evaluation"]["new"]["confusions"]
+    assert confusions, "a model under 100% on the held-out set has mix-ups"
+    expect(page.get_by_role("heading", name="Yleisimmät sekaannukset")).to_be_visible()
+    expect(page.locator(".confusions__list li")).to_have_count(min(10, len(confusions)))
+    expect(page.locator(".confusions__list li").first).to_contain_text(f"{confusions[0]['count']} viestiä")
 
     page.get_by_role("button", name="Ota uusi malli käyttöön").click()
     expect(page.locator("#statusbar")).to_contain_text("on käytössä", timeout=120_000)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import uuid
 
 import pytest
 
+from chat_server import resident as resident_module
 from chat_server.sessions import hash_session_id, mint_session_id
+
+from .helpers import OWN_BOT
 
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -117,11 +121,33 @@ async def test_answer_has_rasa_shape_and_is_stored(server, resident):
     assert rows == [("bot", answer["text"], "nlu_unavailable")]
 
 
-async def test_typing_wraps_the_answer(resident):
+async def test_a_quick_answer_comes_without_a_typing_indicator(resident):
     await resident.ack(await resident.say("moi"))
-    assert await resident.next("typing") == {"sender": "bot", "typing": True}
-    await resident.next("bot_uttered")
-    assert await resident.next("typing") == {"sender": "bot", "typing": False}
+    await resident.next("bot_uttered")  # Rasa refuses at once: the answer is quick
+    await asyncio.sleep(resident_module.BOT_TYPING_DELAY_SECS + 0.2)
+    assert resident.pending("typing") == []
+
+
+async def test_a_slow_answer_is_wrapped_in_the_typing_indicator(launch, sqlite_settings, connect):
+    # A "Rasa" that accepts connections and never answers: the bot waits for its timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        server = await launch(sqlite_settings, bot=OWN_BOT, POLKU_RASA_TIMEOUT_SECS=1.0,
+                              POLKU_RASA_URL=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        slow = await connect(server)
+        await slow.session()
+        await slow.next("bot_uttered")  # the welcome
+        await slow.ack(await slow.say("Tarvitsen apua vuokran kanssa"))
+        assert await slow.next("typing") == {"sender": "bot", "typing": True}
+        answer = await slow.next("bot_uttered")
+        assert answer["metadata"]["sender"] == "bot"
+        assert await slow.next("typing") == {"sender": "bot", "typing": False}
+        events = [name for name, _ in slow.received if name in ("typing", "bot_uttered")]
+        assert events[-3:] == ["typing", "bot_uttered", "typing"]
+    finally:
+        silent.close()
 
 
 async def test_resent_client_id_is_acked_again_not_stored_or_answered_twice(server, resident, connect):

@@ -168,5 +168,20 @@ function evaluationTable(run) {
   box.append(tableWrap(el("table", { class: "table evaluation__table" },
     el("caption", { class: "visually-hidden" }, t("evaluation")),
     el("thead", {}, head1, head2), el("tbody", {}, rows), el("tfoot", {}, totalRow)), t("evaluation")));
+  box.append(confusionList(fresh.confusions || []));
   return box;
+}
+
+/** Which topics the new model mixed up on the held-out set: where examples are needed. */
+function confusionList(confusions) {
+  const section = el("section", { class: "confusions", "aria-labelledby": "confusions-heading" },
+    el("h4", { id: "confusions-heading" }, t("confusions")));
+  if (!confusions.length) {
+    section.append(el("p", {}, t("noConfusions")));
+    return section;
+  }
+  section.append(el("p", { class: "hint" }, t("confusionsIntro")),
+    el("ul", { class: "confusions__list" }, confusions.slice(0, 10).map((c) => el("li", {},
+      t("confusion", { expected: topicName(c.expected), predicted: topicName(c.predicted), n: c.count })))));
+  return section;
 }
