@@ -156,8 +156,9 @@ class ResidentClient(EventInbox):
                                              "customData": custom})
         return client_id
 
-    async def ack(self, client_id: str) -> dict:
-        return await self.next("message_ack", lambda p: p["client_id"] == client_id)
+    async def ack(self, client_id: str, timeout: float | None = None) -> dict:
+        kwargs = {} if timeout is None else {"timeout": timeout}
+        return await self.next("message_ack", lambda p: p["client_id"] == client_id, **kwargs)
 
     async def error(self, code: str | None = None) -> dict:
         return await self.next("error", (lambda p: p["code"] == code) if code else None)

@@ -330,7 +330,9 @@ async def chatter(server, connect, stop: asyncio.Event, answers: list) -> None:
     i = 0
     while not stop.is_set():
         started = time.monotonic()
-        await client.ack(await client.say(QUESTIONS[i % len(QUESTIONS)]))
+        # The message is stored with its answer, so its ack also waits out a model swap
+        # (several seconds on a loaded 2-core machine).
+        await client.ack(await client.say(QUESTIONS[i % len(QUESTIONS)]), timeout=90)
         reply = await client.next("bot_uttered", timeout=90)
         answers.append((time.monotonic() - started, reply["text"]))
         i += 1
