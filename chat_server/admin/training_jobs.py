@@ -56,7 +56,8 @@ _MODEL_SAVED = "POLKU-MODEL "
 # Share of the whole run each phase ends at (for one progress bar); measured
 # on a 2-core machine with a warm training process: the epochs are about half a run.
 PHASE_ENDS = {"preparing": 0.35, "training": 0.80, "saving": 0.84, "evaluating": 1.0}
-PHASE_STARTS = {"preparing": 0.0, "training": 0.35, "saving": 0.80, "evaluating": 0.84}
+# Each phase starts where the one before it ended.
+PHASE_STARTS = dict(zip(PHASE_ENDS, (0.0, *PHASE_ENDS.values())))
 # Expected length of the phases without their own progress, for a bar that moves.
 PHASE_EXPECTED_SECS = {"preparing": 20.0, "saving": 3.0, "evaluating": 10.0}
 
