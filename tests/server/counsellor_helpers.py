@@ -120,6 +120,17 @@ async def queued_resident(connect, server: RunningServer | str, text: str = "/re
     return resident
 
 
+async def picked_up_resident(connect, server: RunningServer, counsellor):
+    """A queued resident whose chat ``counsellor`` has picked up, with what it received
+    so far skipped: (resident, conversation id)."""
+    resident = await queued_resident(connect, server)
+    cid = await conversation_id_of(server, resident)
+    await counsellor.ok("pick_up", {"conversation_id": cid})
+    await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
+    skip_pending(resident)
+    return resident, cid
+
+
 async def conversation_id_of(server: RunningServer, resident) -> int:
     from chat_server.sessions import hash_session_id
 

@@ -13,7 +13,9 @@ import pytest
 from chat_server.counsellor import CLOSE_TAGS
 from chat_server.models import utcnow
 
-from .counsellor_helpers import StaffBrowser, conversation_id_of, create_staff, queued_resident, skip_pending
+from .counsellor_helpers import (
+    StaffBrowser, conversation_id_of, create_staff, picked_up_resident, queued_resident, skip_pending,
+)
 
 
 @pytest.fixture
@@ -164,11 +166,7 @@ async def test_a_crisis_written_while_waiting_goes_first_and_gets_emergency_guid
 
 async def test_a_crisis_written_to_a_counsellor_flags_the_chat(server, connect, counsellors):
     anna = await counsellors(server, "anna")
-    resident = await queued_resident(connect, server)
-    cid = await conversation_id_of(server, resident)
-    await anna.ok("pick_up", {"conversation_id": cid})
-    await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
-    skip_pending(resident)
+    resident, cid = await picked_up_resident(connect, server, anna)
     await resident.ack(await resident.say("mua pelottaa, mies uhkaa tappaa mut"))
     line = await anna.next("message", lambda p: p["message"]["sender"] == "resident")
     assert "pelottaa" in line["message"]["text"]
@@ -299,11 +297,7 @@ async def test_the_only_counsellor_lost_tells_the_resident_what_happened_and_wha
                                                                                           connect, counsellors):
     server = await launch(sqlite_settings, POLKU_COUNSELLOR_GRACE_SECS=0.3)
     anna = await counsellors(server, "anna")
-    resident = await queued_resident(connect, server)
-    cid = await conversation_id_of(server, resident)
-    await anna.ok("pick_up", {"conversation_id": cid})
-    await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
-    skip_pending(resident)
+    resident, cid = await picked_up_resident(connect, server, anna)
     await anna.close()
     assert (await resident.next("handoff_state", lambda p: p["state"] == "unavailable", timeout=10))["position"] == 1
     notice = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
