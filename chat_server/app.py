@@ -146,6 +146,8 @@ class ChatServer:
             await bounded("bot", self.bot.close())
         if self.redis is not None:
             await bounded("Redis", self.redis.aclose())
+        if self.store is not None:
+            await bounded("database thread", self.store.close())
         if self.engine is not None:
             await bounded("database engine", self.engine.dispose())
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -80,8 +81,27 @@ def _sqlite_engine(parsed: URL) -> AsyncEngine:
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS})
+    _tune_sqlite(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def sqlite_thread_engine(engine: AsyncEngine) -> Engine:
+    """A plain (pysqlite) engine on the same SQLite file, for whole transactions
+    run in one database thread (Store.run_write, Store.run_read).
+
+    Through aiosqlite every driver call is a trip to its thread and back
+    (cursor, execute, fetch, close, commit...): about thirty per resident
+    message, which cost more CPU than the SQL itself. Its connections are
+    made and used in that one thread only."""
+    url = engine.url.set(drivername="sqlite")
+    sync = sa_create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECS},
+                            pool_size=1, max_overflow=0)
+    _tune_sqlite(sync)
+    return sync
+
+
+def _tune_sqlite(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # We issue BEGIN ourselves (below); the driver's own deferred BEGIN would
         # let two writers deadlock on the upgrade from read to write lock.
@@ -92,7 +112,7 @@ def _sqlite_engine(parsed: URL) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECS * 1000)}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn):
         # A transaction that only reads needs no lock in WAL mode (it reads a
         # snapshot); taking the write lock would queue it behind every commit.
@@ -100,8 +120,6 @@ def _sqlite_engine(parsed: URL) -> AsyncEngine:
         # Straight to the driver's connection: one trip to aiosqlite's thread
         # instead of three (cursor, execute, close) through exec_driver_sql.
         conn.connection.dbapi_connection.execute(statement)
-
-    return engine
 
 
 def is_postgresql(engine: AsyncEngine) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import socketio
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot.safety import crisis_check
 from bot.types import LANGUAGES, BotTurn, DialogueState
@@ -31,7 +32,8 @@ from .messages import error_text
 from .models import Conversation, Message
 from .ratelimit import Network, RateLimits, client_address
 from .sessions import hash_session_id, looks_like_session_id, mint_session_id
-from .store import Store, Transaction, is_expired
+from .store import (Store, Transaction, add_guesses, is_expired, locked_conversation, new_message,
+                    run_after_commit)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,41 @@ class SocketState:
     session_id: str | None = None  # kept in memory only, to echo it in `history`
     session_hash: str | None = None
     conversation_id: int | None = None
+
+
+# --- a bot turn's rows (plain functions of a synchronous Session: Store.run_write) ----
+
+
+def _write_bot_turn(session: Session, conversation_id: int, message: ResidentMessage,
+                    turn: BotTurn) -> tuple[Message, list[Message]] | None:
+    """The turn's rows when the bot still has the conversation; None when it
+    changed while the bot thought (closed, queued, with a counsellor): the
+    caller takes the general path, which knows those states."""
+    conversation = locked_conversation(session, conversation_id)
+    if conversation is None:
+        raise UnknownSession("conversation vanished", client_id=message.client_id)
+    if conversation.handoff_state != hs.BOT:
+        return None
+    return _write_turn_rows(session, conversation, message, turn)
+
+
+def _write_turn_rows(session: Session, conversation: Conversation, message: ResidentMessage,
+                     turn: BotTurn) -> tuple[Message, list[Message]]:
+    """The resident's message, the bot's answers and the new dialogue state."""
+    parse = turn.parse
+    stored = new_message(conversation, sender="resident", text=parse.text, intent=parse.intent,
+                         confidence=parse.confidence, language=parse.language, client_id=message.client_id)
+    answers = [new_message(conversation, sender="bot", text=reply.text,
+                           quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
+                           response_id=reply.response_id, language=turn.language)
+               for reply in turn.replies]
+    conversation.language = turn.language
+    conversation.dialogue_state = turn.state.to_dict()
+    conversation.topic = turn.state.last_topic or conversation.topic
+    session.add_all([stored, *answers])
+    session.flush()  # one insert for the turn; a resent client_id fails here
+    add_guesses(session, stored, parse.ranking[:INTENT_GUESSES_KEPT])
+    return stored, answers
 
 
 class ResidentChannel:
@@ -385,6 +422,14 @@ class ResidentChannel:
 
     async def _store_turn(self, sid: str, conversation_id: int, message: ResidentMessage,
                           turn: BotTurn | None) -> Message:
+        if turn is not None and turn.handoff is None:
+            # The common turn: the bot answers and keeps the conversation. Its
+            # rows are written in one go (on SQLite in the database's own thread).
+            rows = await self.store.run_write(
+                lambda session: _write_bot_turn(session, conversation_id, message, turn))
+            if rows is not None:
+                await run_after_commit(self._turn_events(sid, conversation_id, *rows))
+                return rows[0]
         async with self.store.transaction() as tx:
             conversation = await tx.lock_conversation(conversation_id)
             if conversation is None:
@@ -410,27 +455,20 @@ class ResidentChannel:
                 await self.handoff.escalate(tx, conversation, actor="system")
             return stored
 
+    def _turn_events(self, sid: str, conversation_id: int, stored: Message,
+                     answers: list[Message]) -> list[Callable[[], Awaitable[None]]]:
+        """What a stored bot turn sends: the ack, the console's copy, the answers."""
+        events = [lambda: self.events.message_ack(sid, stored),
+                  lambda: self.events.console_message(conversation_id, stored)]
+        events += [lambda answer=answer: self.events.bot_uttered(conversation_id, answer) for answer in answers]
+        return events
+
     async def _apply_turn(self, tx: Transaction, sid: str, conversation: Conversation,
                           message: ResidentMessage, turn: BotTurn) -> Message:
-        parse = turn.parse
-        stored = await tx.add_message(
-            conversation, sender="resident", text=parse.text, intent=parse.intent,
-            confidence=parse.confidence, language=parse.language, client_id=message.client_id,
-            flush=False)
-        conversation.language = turn.language
-        conversation.dialogue_state = turn.state.to_dict()
-        conversation.topic = turn.state.last_topic or conversation.topic
-        answers = [await tx.add_message(
-            conversation, sender="bot", text=reply.text,
-            quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
-            response_id=reply.response_id, language=turn.language, flush=False)
-            for reply in turn.replies]
-        await tx.flush()  # the message and its answers in one insert; a resent client_id fails here
-        tx.add_guesses(stored, parse.ranking[:INTENT_GUESSES_KEPT])
-        tx.on_commit(lambda: self.events.message_ack(sid, stored))
-        tx.on_commit(lambda: self.events.console_message(conversation.id, stored))
-        for answer in answers:
-            tx.on_commit(lambda answer=answer: self.events.bot_uttered(conversation.id, answer))
+        stored, answers = await tx.session.run_sync(
+            lambda session: _write_turn_rows(session, conversation, message, turn))
+        for event in self._turn_events(sid, conversation.id, stored, answers):
+            tx.on_commit(event)
         if turn.handoff is not None:
             await self.handoff.transition(
                 tx, conversation, hs.QUEUED, actor="bot", reason=turn.handoff.reason,

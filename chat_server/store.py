@@ -13,15 +13,17 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from .admin_models import MessageGuess
-from .db import READ_ONLY_OPTION
+from .db import READ_ONLY_OPTION, sqlite_thread_engine
 from .errors import BackendUnavailable
 from .models import Conversation, HandoffTransition, Message, utcnow
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 DB_PING_TIMEOUT_SECS = 3.0
 
 Callback = Callable[[], Awaitable[Any]]
+T = TypeVar("T")
 
 # Set while this task is inside a write transaction (SQLite): a nested one is a bug.
 _IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("polku_in_transaction", default=False)
@@ -40,6 +43,34 @@ def _is_backend_failure(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError):
         return False
     return isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError))
+
+
+def new_message(conversation: Conversation, *, sender: str, text: str,
+                quick_replies: list[dict] | None = None, response_id: str | None = None,
+                intent: str | None = None, confidence: float | None = None, language: str | None = None,
+                client_id: str | None = None) -> Message:
+    """A message row of the conversation (not yet added to a session); it counts as activity."""
+    now = utcnow()
+    conversation.last_activity_at = now
+    return Message(
+        conversation_id=conversation.id, sender=sender, text=text,
+        quick_replies=quick_replies or None, response_id=response_id or None, intent=intent,
+        confidence=confidence, language=language, client_id=client_id, created_at=now,
+    )
+
+
+def locked_conversation(session: Session, conversation_id: int) -> Conversation | None:
+    """The conversation, fresh from the database and locked until commit on
+    PostgreSQL (SQLite locks the whole file)."""
+    return session.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
+
+
+def add_guesses(session: Session | AsyncSession, message: Message,
+                guesses: tuple[tuple[str, float], ...]) -> None:
+    """The model's best guesses for a stored (flushed) resident message, for the admin inbox."""
+    if guesses:
+        session.add(MessageGuess(message_id=message.id,
+                                 guesses=[[name, round(conf, 4)] for name, conf in guesses]))
 
 
 class Transaction:
@@ -86,14 +117,10 @@ class Transaction:
 
         ``flush=False`` leaves the insert (and the id) to the next ``flush()``:
         several messages of one turn go to the database in one statement."""
-        now = utcnow()
-        message = Message(
-            conversation_id=conversation.id, sender=sender, text=text,
-            quick_replies=quick_replies or None, response_id=response_id or None, intent=intent,
-            confidence=confidence, language=language, client_id=client_id, created_at=now,
-        )
+        message = new_message(conversation, sender=sender, text=text, quick_replies=quick_replies,
+                              response_id=response_id, intent=intent, confidence=confidence,
+                              language=language, client_id=client_id)
         self.session.add(message)
-        conversation.last_activity_at = now
         if flush:
             await self.flush()  # assigns the id; a resent client_id fails here
             self.add_guesses(message, guesses)
@@ -102,9 +129,7 @@ class Transaction:
         return message
 
     def add_guesses(self, message: Message, guesses: tuple[tuple[str, float], ...]) -> None:
-        if guesses:
-            self.session.add(MessageGuess(message_id=message.id,
-                                          guesses=[[name, round(conf, 4)] for name, conf in guesses]))
+        add_guesses(self.session, message, guesses)
 
     async def flush(self) -> None:
         await self.session.flush()
@@ -116,6 +141,17 @@ class Transaction:
         self.session.add(row)
         await self.session.flush()
         return row
+
+
+async def run_after_commit(callbacks: list[Callback]) -> None:
+    """Run a committed change's events in order; one failing does not stop the rest."""
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception as exc:
+            # The change is committed; a lost event is healed by the next
+            # history_request or resume, so the others must still go out.
+            log.error("event after commit failed: %s", type(exc).__name__)
 
 
 class Store:
@@ -130,6 +166,70 @@ class Store:
         # milliseconds of waiting into seconds. Other processes still meet the busy
         # handler (POLKU's processes share a database only on PostgreSQL).
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite on a file: run_write/run_read run whole transactions in one
+        # database thread of their own (made on first use, see _lane()).
+        self._thread_lane = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        self._thread: ThreadPoolExecutor | None = None
+        self._thread_sessions: sessionmaker | None = None
+        self._thread_read_sessions: sessionmaker | None = None
+
+    def _lane(self) -> ThreadPoolExecutor:
+        if self._thread is None:
+            sync_engine = sqlite_thread_engine(self.engine)
+            self._thread_sessions = sessionmaker(sync_engine, expire_on_commit=False)
+            self._thread_read_sessions = sessionmaker(
+                sync_engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="polku-sqlite")
+        return self._thread
+
+    async def close(self) -> None:
+        """Close the database thread and its connection (the async engine is the caller's)."""
+        if self._thread is None:
+            return
+        thread, self._thread = self._thread, None
+        engine = self._thread_sessions.kw["bind"]
+        # Its connection belongs to that thread: closed there.
+        await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+        thread.shutdown(wait=True)
+
+    @staticmethod
+    def _whole(sessions: sessionmaker, work: Callable[[Session], T]) -> T:
+        with sessions() as session, session.begin():
+            return work(session)
+
+    async def run_write(self, work: Callable[[Session], T]) -> T:
+        """One write transaction as a plain function of a synchronous Session.
+
+        On SQLite ``work`` runs whole in the database thread: one trip for the
+        transaction instead of one per driver call. On PostgreSQL it runs in
+        ``AsyncSession.run_sync`` (asyncpg awaits each statement). ``work`` must
+        not await; events go out after this returns (the commit is done)."""
+        try:
+            async with self._writer_turn():
+                if self._thread_lane:
+                    lane = self._lane()
+                    return await asyncio.get_running_loop().run_in_executor(
+                        lane, self._whole, self._thread_sessions, work)
+                async with self._sessions() as session, session.begin():
+                    return await session.run_sync(work)
+        except BaseException as exc:
+            if _is_backend_failure(exc):
+                raise BackendUnavailable("database", exc) from exc
+            raise
+
+    async def run_read(self, work: Callable[[Session], T]) -> T:
+        """``run_write`` for reads: on SQLite a deferred transaction that takes no lock."""
+        try:
+            if self._thread_lane:
+                lane = self._lane()
+                return await asyncio.get_running_loop().run_in_executor(
+                    lane, self._whole, self._thread_read_sessions, work)
+            async with self._read_sessions() as session, session.begin():
+                return await session.run_sync(work)
+        except BaseException as exc:
+            if _is_backend_failure(exc):
+                raise BackendUnavailable("database", exc) from exc
+            raise
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
@@ -163,13 +263,7 @@ class Store:
             if _is_backend_failure(exc):
                 raise BackendUnavailable("database", exc) from exc
             raise
-        for callback in tx._after_commit:
-            try:
-                await callback()
-            except Exception as exc:
-                # The change is committed; a lost event is healed by the next
-                # history_request or resume, so the others must still go out.
-                log.error("event after commit failed: %s", type(exc).__name__)
+        await run_after_commit(tx._after_commit)
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -192,8 +286,7 @@ class Store:
             return result.scalar_one_or_none()
 
     async def get_conversation(self, conversation_id: int) -> Conversation | None:
-        async with self.reading() as session:
-            return await session.get(Conversation, conversation_id)
+        return await self.run_read(lambda session: session.get(Conversation, conversation_id))
 
     async def message_by_client_id(self, conversation_id: int, client_id: str) -> Message | None:
         async with self.reading() as session:
