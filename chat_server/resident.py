@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import socketio
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from bot.safety import crisis_check
 from bot.types import LANGUAGES, BotTurn, DialogueState
@@ -29,10 +29,10 @@ from .errors import MalformedPayload, MessageTooLong, ResidentError, ServerBusy,
 from .events import Events, conversation_room
 from .handoff import Handoff
 from .messages import error_text
-from .models import Conversation, Message
+from .models import Conversation, Message, utcnow
 from .ratelimit import Network, RateLimits, client_address
 from .sessions import hash_session_id, looks_like_session_id, mint_session_id
-from .store import (Store, Transaction, add_guesses, is_expired, locked_conversation, new_message,
+from .store import (Store, Transaction, TurnChanges, insert_messages, is_expired, lock_state, message_row,
                     run_after_commit)
 
 log = logging.getLogger(__name__)
@@ -159,36 +159,36 @@ class SocketState:
 # --- a bot turn's rows (plain functions of a synchronous Session: Store.run_write) ----
 
 
-def _write_bot_turn(session: Session, conversation_id: int, message: ResidentMessage,
+def _write_bot_turn(conn: Connection, conversation_id: int, message: ResidentMessage,
                     turn: BotTurn) -> tuple[Message, list[Message]] | None:
     """The turn's rows when the bot still has the conversation; None when it
     changed while the bot thought (closed, queued, with a counsellor): the
     caller takes the general path, which knows those states."""
-    conversation = locked_conversation(session, conversation_id)
-    if conversation is None:
+    state = lock_state(conn, conversation_id)
+    if state is None:
         raise UnknownSession("conversation vanished", client_id=message.client_id)
-    if conversation.handoff_state != hs.BOT:
+    if state != hs.BOT:
         return None
-    return _write_turn_rows(session, conversation, message, turn)
-
-
-def _write_turn_rows(session: Session, conversation: Conversation, message: ResidentMessage,
-                     turn: BotTurn) -> tuple[Message, list[Message]]:
-    """The resident's message, the bot's answers and the new dialogue state."""
-    parse = turn.parse
-    stored = new_message(conversation, sender="resident", text=parse.text, intent=parse.intent,
-                         confidence=parse.confidence, language=parse.language, client_id=message.client_id)
-    answers = [new_message(conversation, sender="bot", text=reply.text,
-                           quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
-                           response_id=reply.response_id, language=turn.language)
-               for reply in turn.replies]
-    conversation.language = turn.language
-    conversation.dialogue_state = turn.state.to_dict()
-    conversation.topic = turn.state.last_topic or conversation.topic
-    session.add_all([stored, *answers])
-    session.flush()  # one insert for the turn; a resent client_id fails here
-    add_guesses(session, stored, parse.ranking[:INTENT_GUESSES_KEPT])
+    rows, changes = _turn_rows(conversation_id, message, turn)
+    stored, *answers = insert_messages(conn, conversation_id, rows, changes,
+                                       turn.parse.ranking[:INTENT_GUESSES_KEPT])
     return stored, answers
+
+
+def _turn_rows(conversation_id: int, message: ResidentMessage,
+               turn: BotTurn) -> tuple[list[dict[str, Any]], TurnChanges]:
+    """The resident's message and the bot's answers (column values, in order),
+    and the conversation's new values."""
+    parse = turn.parse
+    now = utcnow()
+    rows = [message_row(conversation_id, sender="resident", text=parse.text, intent=parse.intent,
+                        confidence=parse.confidence, language=parse.language, client_id=message.client_id,
+                        created_at=now)]
+    rows += [message_row(conversation_id, sender="bot", text=reply.text,
+                         quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
+                         response_id=reply.response_id, language=turn.language, created_at=now)
+             for reply in turn.replies]
+    return rows, TurnChanges(now, turn.language, turn.state.to_dict(), turn.state.last_topic)
 
 
 class ResidentChannel:
@@ -381,17 +381,17 @@ class ResidentChannel:
 
     async def do_resident_message(self, sid: str, conversation_id: int, message: ResidentMessage) -> None:
         """Store the message, answer it when the bot has the conversation, acknowledge it."""
-        conversation = await self.store.get_conversation(conversation_id)
-        if conversation is None or is_expired(conversation, self.session_ttl_hours):
+        current = await self.store.turn_state(conversation_id)
+        if current is None or is_expired(current, self.session_ttl_hours):
             raise UnknownSession("unknown or expired session", client_id=message.client_id)
         ui_language = message.language or self.sockets[sid].language
         turn: BotTurn | None = None
-        with_bot = conversation.handoff_state in (hs.BOT, hs.CLOSED)
+        with_bot = current.handoff_state in (hs.BOT, hs.CLOSED)
         typing = asyncio.create_task(self._bot_typing(conversation_id)) if with_bot else None
         try:
             if with_bot:
                 turn = await self.bot.handle(
-                    message.text, DialogueState.from_dict(conversation.dialogue_state), ui_language,
+                    message.text, DialogueState.from_dict(current.dialogue_state), ui_language,
                     counsellors_online=await self.handoff.available())
             stored = await self._store_turn(sid, conversation_id, message, turn)
         except IntegrityError:
@@ -465,8 +465,12 @@ class ResidentChannel:
 
     async def _apply_turn(self, tx: Transaction, sid: str, conversation: Conversation,
                           message: ResidentMessage, turn: BotTurn) -> Message:
-        stored, answers = await tx.session.run_sync(
-            lambda session: _write_turn_rows(session, conversation, message, turn))
+        rows, changes = _turn_rows(conversation.id, message, turn)
+        stored, *answers = [Message(**row) for row in rows]
+        tx.session.add_all([stored, *answers])
+        changes.apply(conversation)
+        await tx.flush()  # one insert for the turn; a resent client_id fails here
+        tx.add_guesses(stored, turn.parse.ranking[:INTENT_GUESSES_KEPT])
         for event in self._turn_events(sid, conversation.id, stored, answers):
             tx.on_commit(event)
         if turn.handoff is not None:

@@ -14,13 +14,15 @@ import contextlib
 import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from .admin_models import MessageGuess
 from .db import READ_ONLY_OPTION, sqlite_thread_engine
@@ -34,6 +36,10 @@ DB_PING_TIMEOUT_SECS = 3.0
 Callback = Callable[[], Awaitable[Any]]
 T = TypeVar("T")
 
+_MESSAGES = Message.__table__
+_CONVERSATIONS = Conversation.__table__
+_GUESSES = MessageGuess.__table__
+
 # Set while this task is inside a write transaction (SQLite): a nested one is a bug.
 _IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("polku_in_transaction", default=False)
 
@@ -45,32 +51,92 @@ def _is_backend_failure(exc: BaseException) -> bool:
     return isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError))
 
 
-def new_message(conversation: Conversation, *, sender: str, text: str,
+def message_row(conversation_id: int, *, sender: str, text: str, created_at: datetime,
                 quick_replies: list[dict] | None = None, response_id: str | None = None,
                 intent: str | None = None, confidence: float | None = None, language: str | None = None,
-                client_id: str | None = None) -> Message:
+                client_id: str | None = None) -> dict[str, Any]:
+    """The column values of one message (everything but its id)."""
+    return {"conversation_id": conversation_id, "sender": sender, "text": text,
+            "quick_replies": quick_replies or None, "response_id": response_id or None, "intent": intent,
+            "confidence": confidence, "language": language, "client_id": client_id, "created_at": created_at}
+
+
+def new_message(conversation: Conversation, **fields: Any) -> Message:
     """A message row of the conversation (not yet added to a session); it counts as activity."""
     now = utcnow()
     conversation.last_activity_at = now
-    return Message(
-        conversation_id=conversation.id, sender=sender, text=text,
-        quick_replies=quick_replies or None, response_id=response_id or None, intent=intent,
-        confidence=confidence, language=language, client_id=client_id, created_at=now,
-    )
+    return Message(**message_row(conversation.id, created_at=now, **fields))
 
 
-def locked_conversation(session: Session, conversation_id: int) -> Conversation | None:
-    """The conversation, fresh from the database and locked until commit on
-    PostgreSQL (SQLite locks the whole file)."""
-    return session.get(Conversation, conversation_id, with_for_update=True, populate_existing=True)
+@dataclass(frozen=True)
+class TurnChanges:
+    """A conversation's new values after a bot turn (``topic`` None: unchanged)."""
+
+    at: datetime
+    language: str | None
+    dialogue_state: dict[str, Any]
+    topic: str | None
+
+    def apply(self, conversation: Conversation) -> None:
+        conversation.last_activity_at = self.at
+        conversation.language = self.language
+        conversation.dialogue_state = self.dialogue_state
+        conversation.topic = self.topic or conversation.topic
+
+
+# The resident message path's statements, built once: SQLAlchemy caches their
+# compiled form by a key it would otherwise compute again on every execution.
+_TURN_STATE = (select(_CONVERSATIONS.c.handoff_state, _CONVERSATIONS.c.dialogue_state,
+                      _CONVERSATIONS.c.last_activity_at)
+               .where(_CONVERSATIONS.c.id == bindparam("b_id")))
+_LOCK_STATE = (select(_CONVERSATIONS.c.handoff_state).where(_CONVERSATIONS.c.id == bindparam("b_id"))
+               .with_for_update())
+_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
+_TOUCH_CONVERSATION = (
+    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("b_id"))
+    .values(last_activity_at=bindparam("b_at", type_=_CONVERSATIONS.c.last_activity_at.type),
+            language=bindparam("b_language", type_=_CONVERSATIONS.c.language.type),
+            dialogue_state=bindparam("b_state", type_=_CONVERSATIONS.c.dialogue_state.type),
+            topic=func.coalesce(bindparam("b_topic", type_=_CONVERSATIONS.c.topic.type),
+                                _CONVERSATIONS.c.topic)))
+_INSERT_GUESSES = insert(_GUESSES)
+
+
+def turn_state(conn: Connection, conversation_id: int) -> Row | None:
+    """(handoff_state, dialogue_state, last_activity_at) of the conversation."""
+    return conn.execute(_TURN_STATE, {"b_id": conversation_id}).one_or_none()
+
+
+def lock_state(conn: Connection, conversation_id: int) -> str | None:
+    """The conversation's handoff state, locked until commit on PostgreSQL
+    (SQLite locks the whole file); None when there is no such conversation."""
+    return conn.execute(_LOCK_STATE, {"b_id": conversation_id}).scalar_one_or_none()
+
+
+def insert_messages(conn: Connection, conversation_id: int, rows: list[dict[str, Any]],
+                    changes: TurnChanges, guesses: tuple[tuple[str, float], ...] = ()) -> list[Message]:
+    """Messages of one conversation, its new values and the first message's
+    guesses, in three SQL statements without the ORM (the resident message
+    path: the ORM's bookkeeping cost more CPU than the SQL). Returns the
+    messages with their ids, not attached to any session."""
+    ids = conn.execute(_INSERT_MESSAGES, rows).scalars().all()
+    conn.execute(_TOUCH_CONVERSATION, {"b_id": conversation_id, "b_at": changes.at,
+                                       "b_language": changes.language, "b_state": changes.dialogue_state,
+                                       "b_topic": changes.topic})
+    if guesses:
+        conn.execute(_INSERT_GUESSES, {"message_id": ids[0], "guesses": guess_list(guesses)})
+    return [Message(id=message_id, **row) for message_id, row in zip(ids, rows)]
+
+
+def guess_list(guesses: tuple[tuple[str, float], ...]) -> list[list]:
+    return [[name, round(conf, 4)] for name, conf in guesses]
 
 
 def add_guesses(session: Session | AsyncSession, message: Message,
                 guesses: tuple[tuple[str, float], ...]) -> None:
     """The model's best guesses for a stored (flushed) resident message, for the admin inbox."""
     if guesses:
-        session.add(MessageGuess(message_id=message.id,
-                                 guesses=[[name, round(conf, 4)] for name, conf in guesses]))
+        session.add(MessageGuess(message_id=message.id, guesses=guess_list(guesses)))
 
 
 class Transaction:
@@ -170,15 +236,11 @@ class Store:
         # database thread of their own (made on first use, see _lane()).
         self._thread_lane = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._thread: ThreadPoolExecutor | None = None
-        self._thread_sessions: sessionmaker | None = None
-        self._thread_read_sessions: sessionmaker | None = None
+        self._thread_engine: Engine | None = None
 
     def _lane(self) -> ThreadPoolExecutor:
         if self._thread is None:
-            sync_engine = sqlite_thread_engine(self.engine)
-            self._thread_sessions = sessionmaker(sync_engine, expire_on_commit=False)
-            self._thread_read_sessions = sessionmaker(
-                sync_engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False)
+            self._thread_engine = sqlite_thread_engine(self.engine)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="polku-sqlite")
         return self._thread
 
@@ -187,45 +249,44 @@ class Store:
         if self._thread is None:
             return
         thread, self._thread = self._thread, None
-        engine = self._thread_sessions.kw["bind"]
         # Its connection belongs to that thread: closed there.
-        await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+        await asyncio.get_running_loop().run_in_executor(thread, self._thread_engine.dispose)
         thread.shutdown(wait=True)
 
     @staticmethod
-    def _whole(sessions: sessionmaker, work: Callable[[Session], T]) -> T:
-        with sessions() as session, session.begin():
-            return work(session)
+    def _whole(engine: Engine, work: Callable[[Connection], T]) -> T:
+        with engine.begin() as conn:
+            return work(conn)
 
-    async def run_write(self, work: Callable[[Session], T]) -> T:
-        """One write transaction as a plain function of a synchronous Session.
+    async def run_write(self, work: Callable[[Connection], T]) -> T:
+        """One write transaction as a plain function of a (synchronous) Connection.
 
         On SQLite ``work`` runs whole in the database thread: one trip for the
         transaction instead of one per driver call. On PostgreSQL it runs in
-        ``AsyncSession.run_sync`` (asyncpg awaits each statement). ``work`` must
-        not await; events go out after this returns (the commit is done)."""
+        ``AsyncConnection.run_sync`` (asyncpg awaits each statement). ``work``
+        must not await; events go out after this returns (the commit is done)."""
         try:
             async with self._writer_turn():
                 if self._thread_lane:
                     lane = self._lane()
                     return await asyncio.get_running_loop().run_in_executor(
-                        lane, self._whole, self._thread_sessions, work)
-                async with self._sessions() as session, session.begin():
-                    return await session.run_sync(work)
+                        lane, self._whole, self._thread_engine, work)
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work)
         except BaseException as exc:
             if _is_backend_failure(exc):
                 raise BackendUnavailable("database", exc) from exc
             raise
 
-    async def run_read(self, work: Callable[[Session], T]) -> T:
+    async def run_read(self, work: Callable[[Connection], T]) -> T:
         """``run_write`` for reads: on SQLite a deferred transaction that takes no lock."""
         try:
             if self._thread_lane:
                 lane = self._lane()
                 return await asyncio.get_running_loop().run_in_executor(
-                    lane, self._whole, self._thread_read_sessions, work)
-            async with self._read_sessions() as session, session.begin():
-                return await session.run_sync(work)
+                    lane, self._whole, self._thread_engine.execution_options(**{READ_ONLY_OPTION: True}), work)
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
         except BaseException as exc:
             if _is_backend_failure(exc):
                 raise BackendUnavailable("database", exc) from exc
@@ -286,7 +347,12 @@ class Store:
             return result.scalar_one_or_none()
 
     async def get_conversation(self, conversation_id: int) -> Conversation | None:
-        return await self.run_read(lambda session: session.get(Conversation, conversation_id))
+        async with self.reading() as session:
+            return await session.get(Conversation, conversation_id)
+
+    async def turn_state(self, conversation_id: int) -> Row | None:
+        """What answering a resident's message needs to know first (see ``turn_state``)."""
+        return await self.run_read(lambda conn: turn_state(conn, conversation_id))
 
     async def message_by_client_id(self, conversation_id: int, client_id: str) -> Message | None:
         async with self.reading() as session:
@@ -329,5 +395,5 @@ class Store:
             raise BackendUnavailable("database", exc) from exc
 
 
-def is_expired(conversation: Conversation, ttl_hours: float, now: datetime | None = None) -> bool:
+def is_expired(conversation: Conversation | Row, ttl_hours: float, now: datetime | None = None) -> bool:
     return (now or utcnow()) - conversation.last_activity_at > timedelta(hours=ttl_hours)
