@@ -150,6 +150,48 @@ async def test_a_slow_answer_is_wrapped_in_the_typing_indicator(launch, sqlite_s
         silent.close()
 
 
+class _GatedBot:
+    """The real bot, except that its answers wait for the test's go."""
+
+    def __init__(self, bot) -> None:
+        self._bot = bot
+        self.thinking = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._bot, name)
+
+    async def handle(self, *args, **kwargs):
+        self.thinking.set()
+        await self.go.wait()
+        return await self._bot.handle(*args, **kwargs)
+
+
+async def test_a_chat_queued_while_the_bot_thinks_gets_no_bot_answer(launch, backend_settings, real_bot, connect):
+    # The state read before the answer is stale by the time it is stored: the
+    # write sees the new state under its lock and stores the message for the
+    # counsellor instead.
+    bot = _GatedBot(real_bot)
+    server = await launch(backend_settings, bot=bot)
+    resident = await connect(server)
+    await resident.session()
+    await resident.next("bot_uttered")  # the welcome
+    client_id = await resident.say("Tarvitsen apua vuokran kanssa")
+    await asyncio.wait_for(bot.thinking.wait(), 10)
+    [(conversation_id,)] = await server.sql("SELECT id FROM conversations")
+    async with server.server.store.transaction() as tx:
+        conversation = await tx.lock_conversation(conversation_id)
+        conversation.handoff_state = "queued"
+    bot.go.set()
+    ack = await resident.ack(client_id)
+    rows = await server.sql("SELECT id, sender, intent FROM messages WHERE conversation_id = :c ORDER BY id",
+                            c=conversation_id)
+    assert rows[-1] == (ack["message_id"], "resident", None)
+    assert [sender for _, sender, _ in rows] == ["system", "resident"]  # the welcome, the message: no answer
+    await asyncio.sleep(0.3)
+    assert [p for _, p in resident.pending("bot_uttered") if p["metadata"]["sender"] == "bot"] == []
+
+
 async def test_resent_client_id_is_acked_again_not_stored_or_answered_twice(server, resident, connect):
     client_id = str(uuid.uuid4())
     await resident.say("Tarvitsen apua", client_id=client_id)
