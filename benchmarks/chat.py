@@ -41,6 +41,7 @@ from typing import Any, Callable
 import yaml
 
 from bot.rasa_server import RasaProcess
+from bot.types import LANGUAGES
 from bot.settings import PROJECT_ROOT, Settings
 
 from . import chat_servers as srv
@@ -242,7 +243,7 @@ def run_on_workers(workers: list, job: dict, residents: int, window_secs: float,
 
 def _merge(results: list[dict]) -> dict:
     stats: dict[str, Any] = {"samples": [], "sent": [], "timeouts": [], "errors": {}, "connect_failures": {},
-                             "disconnects": 0, "unexpected": 0, "handoffs": 0}
+                             "disconnects": 0, "unexpected": 0, "handoffs": 0, "degraded": 0}
     for result in results:
         s = result["stats"]
         for key in ("samples", "sent", "timeouts"):
@@ -250,8 +251,8 @@ def _merge(results: list[dict]) -> dict:
         for key in ("errors", "connect_failures"):
             for code, count in s[key].items():
                 stats[key][code] = stats[key].get(code, 0) + count
-        for key in ("disconnects", "unexpected", "handoffs"):
-            stats[key] += s[key]
+        for key in ("disconnects", "unexpected", "handoffs", "degraded"):
+            stats[key] += s.get(key, 0)
     return {
         "stats": stats,
         "connected": sum(r.get("connected", 0) for r in results),
@@ -306,6 +307,7 @@ def window_figures(run: dict, target: Target, t0: float, t1: float, *, by_send: 
         "disconnects": stats["disconnects"],
         "unexpected": stats["unexpected"],
         "handoffs": stats["handoffs"],
+        "degraded": stats.get("degraded", 0),
         "rss_before_mb": rss_before / 1024,
         "rss_connected_mb": rss_connected / 1024,
         "rss_end_mb": rss_end / 1024,
@@ -319,6 +321,11 @@ def window_figures(run: dict, target: Target, t0: float, t1: float, *, by_send: 
         "client_lag_p99_ms": percentile([x * 1000 for x in lag], 99),
         "connect_secs": run["connect_secs"],
     }
+
+
+def _failures(f: dict) -> int:
+    """Messages that did not get a real answer: errors, timeouts, NLU-unavailable answers."""
+    return f["errors"] + f["timeouts"] + f["degraded"]
 
 
 def _fmt(value: float, width: int = 7, digits: int = 1) -> str:
@@ -354,6 +361,8 @@ def print_load_table(title: str, rows: list[tuple[str, dict]], out: Callable[[st
             notes.append(f"unmatched answers {f['unexpected']}")
         if f["handoffs"]:
             notes.append(f"handoffs left {f['handoffs']}")
+        if f["degraded"]:
+            notes.append(f"answers saying the NLU was unavailable {f['degraded']}")
         out(f"  {'':<34} CPU (% of one core) over the window: {cpu}; client {f['client_cpu_pct']:.0f}% "
             f"over {f['client_procs']} process(es), client loop lag p99 {f['client_lag_p99_ms']:.1f} ms; "
             f"connected in {f['connect_secs']:.1f} s" + (f"; {'; '.join(notes)}" if notes else ""))
@@ -374,6 +383,7 @@ class Bench:
         self.workers: list = []
         self.servers: list[srv.ChatServerProcess] = []
         self.texts: list[tuple[str, str]] = []
+        self.degraded_texts: list[str] = []  # the bot's "the service is not answering" in every language
         self.single_env: dict[str, str] = {}  # settings of the single-process server (scenarios 1-3)
         self.single_name = f"ours (1 process, {'PostgreSQL' if options.database == 'postgresql' else 'SQLite'})"
         self.results: dict[str, Any] = {"options": asdict(options), "scenarios": {}}
@@ -422,6 +432,7 @@ class Bench:
                 parse = await bot.parse(item["text"], item.get("lang"))
             return parse.nlu_available and parse.safety_category is None and parse.intent not in NO_ANSWER_INTENTS
 
+        self.degraded_texts = [bot.content.reply("nlu_unavailable", lang).text for lang in LANGUAGES]
         try:
             flags = await asyncio.gather(*(keep(item) for item in items))
         finally:
@@ -452,7 +463,7 @@ class Bench:
 
     def job(self, kind: str, target: Target, **extra: Any) -> dict:
         return {"kind": kind, "targets": target.urls, "flavour": target.flavour, "origin": ORIGIN,
-                "texts": self.texts, "answer_timeout": self.o.answer_timeout, "compress": self.o.compress,
+                "texts": self.texts, "degraded_texts": self.degraded_texts, "answer_timeout": self.o.answer_timeout, "compress": self.o.compress,
                 "connect_rate": self.o.connect_rate, "seed": self.o.seed, **extra}
 
     def connect_timeout(self, residents: int) -> float:
@@ -484,14 +495,17 @@ class Bench:
             f = window_figures(run, target, run["start"] + o.sat_warmup, run["end"], by_send=True)
             f["concurrency"] = level
             levels.append(f)
-            failed = f["errors"] + f["timeouts"]
+            failed = _failures(f)
             if f["answered_per_sec"] > best * 1.05:
                 best, flat = f["answered_per_sec"], 0
             else:
                 flat += 1
             if flat >= 2 or failed > 0.01 * max(f["sent"], 1) or f["p99_ms"] > 1000 * o.answer_timeout / 2:
                 break
-        peak = max(levels, key=lambda f: f["answered_per_sec"])
+        # A level where more than 1% failed (the bot answering "the service is not
+        # answering" when Rasa timed out is quick, but not an answer) is no peak.
+        sound = [f for f in levels if _failures(f) <= 0.01 * max(f["sent"], 1)] or levels
+        peak = max(sound, key=lambda f: f["answered_per_sec"])
         return {"levels": levels, "peak_answered_per_sec": peak["answered_per_sec"],
                 "peak_concurrency": peak["concurrency"], "load_after": srv.loadavg()}
 
@@ -563,11 +577,10 @@ class Bench:
         print_load_table(f"Scenario 1, steady load: {o.residents} residents, a message every {o.interval:g} s each "
                          f"(offered {o.residents / o.interval:.1f} msg/s) for {o.duration:g} s", rows, self.out)
         p99 = rows[0][1]["p99_ms"]
-        clean = rows[0][1]["errors"] + rows[0][1]["timeouts"] + rows[0][1]["connect_failures"] == 0
-        verdict = "met" if p99 <= TARGET_P99_MS and clean else "MISSED"
+        failed = _failures(rows[0][1]) + rows[0][1]["connect_failures"]
+        verdict = "met" if p99 <= TARGET_P99_MS and failed == 0 else "MISSED"
         self.out(f"  target (ours p99 <= {TARGET_P99_MS:.0f} ms, no errors): {verdict} "
-                 f"(p99 {p99:.1f} ms, errors+timeouts+connect failures "
-                 f"{rows[0][1]['errors'] + rows[0][1]['timeouts'] + rows[0][1]['connect_failures']})")
+                 f"(p99 {p99:.1f} ms, errors+timeouts+NLU-unavailable answers+connect failures {failed})")
 
     def _saturation_pair(self, ours: Target) -> None:
         rows = [(ours.name, self.saturation(ours))]
@@ -579,12 +592,12 @@ class Bench:
                  f"({self.o.sat_warmup:g} s warm-up not counted), a new conversation every "
                  f"{self.o.conversation_messages} messages")
         self.out(f"  {'server':<34} {'conc':>5} {'ans/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} {'t/o':>4} "
-                 f"{'CPU% by process':<40} {'client CPU%':>11} {'lag p99':>8}")
+                 f"{'nlu?':>4} {'CPU% by process':<40} {'client CPU%':>11} {'lag p99':>8}")
         for name, result in rows:
             for f in result["levels"]:
                 cpu = " ".join(f"{k} {v:.0f}" for k, v in f["cpu_pct"].items())
                 self.out(f"  {name:<34} {f['concurrency']:>5} {_fmt(f['answered_per_sec'])} {_fmt(f['p50_ms'])} "
-                         f"{_fmt(f['p99_ms'])} {f['errors']:>4} {f['timeouts']:>4} {cpu:<40} "
+                         f"{_fmt(f['p99_ms'])} {f['errors']:>4} {f['timeouts']:>4} {f['degraded']:>4} {cpu:<40} "
                          f"{f['client_cpu_pct']:>11.0f} {_fmt(f['client_lag_p99_ms'], 8)}")
         for name, result in rows:
             self.out(f"  peak {name}: {result['peak_answered_per_sec']:.1f} answered/s at "
@@ -629,7 +642,7 @@ class Bench:
         print_load_table(f"Scenario 4, steady load over two processes behind Redis + PostgreSQL: {o.residents} "
                          f"residents (half on each), a message every {o.interval:g} s each, {o.duration:g} s",
                          [(target.name, figures)], self.out)
-        clean = figures["errors"] + figures["timeouts"] + figures["connect_failures"] == 0
+        clean = _failures(figures) + figures["connect_failures"] == 0
         self.out(f"  target (p99 <= {TARGET_P99_MS:.0f} ms, no errors): "
                  f"{'met' if figures['p99_ms'] <= TARGET_P99_MS and clean else 'MISSED'} "
                  f"(p99 {figures['p99_ms']:.1f} ms)")
