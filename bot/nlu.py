@@ -57,6 +57,13 @@ class PrecomputedNlu:
         pass
 
 
+# Rasa parses one message at a time (its handler is CPU-bound in one event loop),
+# so more requests in flight only queue inside Rasa, and not fairly: with 64 in
+# flight some waited past the timeout while the average wait was half a second.
+# Past this many, requests wait here, first come first served.
+MAX_PARSES_IN_FLIGHT = 4
+
+
 class RasaClient:
     def __init__(self, url: str, timeout_secs: float = 3.0, token: str = "") -> None:
         self.url = url.rstrip("/")
@@ -69,7 +76,7 @@ class RasaClient:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
+                connector=aiohttp.TCPConnector(limit=MAX_PARSES_IN_FLIGHT, keepalive_timeout=60),
                 timeout=self.timeout,
                 json_serialize=json.dumps,
             )
