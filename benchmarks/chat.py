@@ -8,6 +8,8 @@ Scenarios (``--scenario``, default all):
                ``--interval`` s (20) from a random phase, for ``--duration`` s (60).
 2. saturation  closed loop (the next message when the answer is in), concurrency
                ramped over ``--sat-levels``; the peak answered/s of each server.
+               The two servers take turns level by level. Answers saying the
+               NLU was unavailable (Rasa timed out) count as failures.
 3. idle        ``--idle-sockets`` (10,000) connected residents with a confirmed
                session in one fresh server process: RSS per connection.
 4. redis       the steady load spread over two of our processes behind Redis and
@@ -368,6 +370,35 @@ def print_load_table(title: str, rows: list[tuple[str, dict]], out: Callable[[st
             f"connected in {f['connect_secs']:.1f} s" + (f"; {'; '.join(notes)}" if notes else ""))
 
 
+class Ramp:
+    """One server's saturation ramp: more concurrent residents each level, until
+    the throughput stops rising (two levels without 5% more) or answers fail."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.levels: list[dict] = []
+        self.best = 0.0
+        self.flat = 0
+        self.done = False
+
+    def add(self, f: dict, answer_timeout: float) -> None:
+        self.levels.append(f)
+        if f["answered_per_sec"] > self.best * 1.05:
+            self.best, self.flat = f["answered_per_sec"], 0
+        else:
+            self.flat += 1
+        failed = _failures(f) > 0.01 * max(f["sent"], 1)
+        self.done = self.flat >= 2 or failed or f["p99_ms"] > 1000 * answer_timeout / 2
+
+    def result(self) -> dict:
+        # A level where more than 1% failed (the bot answering "the service is not
+        # answering" when Rasa timed out is quick, but not an answer) is no peak.
+        sound = [f for f in self.levels if _failures(f) <= 0.01 * max(f["sent"], 1)] or self.levels
+        peak = max(sound, key=lambda f: f["answered_per_sec"])
+        return {"levels": self.levels, "peak_answered_per_sec": peak["answered_per_sec"],
+                "peak_concurrency": peak["concurrency"], "load_after": srv.loadavg()}
+
+
 # --- the benchmark run ------------------------------------------------------------------
 
 
@@ -480,34 +511,16 @@ class Bench:
         figures["load_after"] = srv.loadavg()
         return figures
 
-    def saturation(self, target: Target) -> dict:
+    def saturation_level(self, target: Target, level: int) -> dict:
         o = self.o
-        levels = []
-        best = 0.0
-        flat = 0
-        for level in o.sat_levels:
-            self.log(f"[{time.strftime('%H:%M:%S')}] saturation: {target.name}, {level} concurrent residents, "
-                     f"load {srv.loadavg()}")
-            run = run_on_workers(self.workers, self.job("closed", target,
-                                                        conversation_messages=o.conversation_messages),
-                                 level, o.sat_step, target,
-                                 connect_timeout=self.connect_timeout(level))
-            f = window_figures(run, target, run["start"] + o.sat_warmup, run["end"], by_send=True)
-            f["concurrency"] = level
-            levels.append(f)
-            failed = _failures(f)
-            if f["answered_per_sec"] > best * 1.05:
-                best, flat = f["answered_per_sec"], 0
-            else:
-                flat += 1
-            if flat >= 2 or failed > 0.01 * max(f["sent"], 1) or f["p99_ms"] > 1000 * o.answer_timeout / 2:
-                break
-        # A level where more than 1% failed (the bot answering "the service is not
-        # answering" when Rasa timed out is quick, but not an answer) is no peak.
-        sound = [f for f in levels if _failures(f) <= 0.01 * max(f["sent"], 1)] or levels
-        peak = max(sound, key=lambda f: f["answered_per_sec"])
-        return {"levels": levels, "peak_answered_per_sec": peak["answered_per_sec"],
-                "peak_concurrency": peak["concurrency"], "load_after": srv.loadavg()}
+        self.log(f"[{time.strftime('%H:%M:%S')}] saturation: {target.name}, {level} concurrent residents, "
+                 f"load {srv.loadavg()}")
+        run = run_on_workers(self.workers, self.job("closed", target,
+                                                    conversation_messages=o.conversation_messages),
+                             level, o.sat_step, target, connect_timeout=self.connect_timeout(level))
+        f = window_figures(run, target, run["start"] + o.sat_warmup, run["end"], by_send=True)
+        f["concurrency"] = level
+        return f
 
     def idle(self, target: Target) -> dict:
         o = self.o
@@ -583,9 +596,14 @@ class Bench:
                  f"(p99 {p99:.1f} ms, errors+timeouts+NLU-unavailable answers+connect failures {failed})")
 
     def _saturation_pair(self, ours: Target) -> None:
-        rows = [(ours.name, self.saturation(ours))]
-        if self.reference is not None:
-            rows.append((self.reference_target().name, self.saturation(self.reference_target())))
+        # The two ramps take turns level by level, so that the machine's speed,
+        # which drifts on these shared machines, weighs on both alike.
+        ramps = [Ramp(ours)] + ([Ramp(self.reference_target())] if self.reference is not None else [])
+        for level in self.o.sat_levels:
+            for ramp in ramps:
+                if not ramp.done:
+                    ramp.add(self.saturation_level(ramp.target, level), self.o.answer_timeout)
+        rows = [(ramp.target.name, ramp.result()) for ramp in ramps]
         self.results["scenarios"]["saturation"] = dict(rows)
         self.out("")
         self.out(f"Scenario 2, saturation: closed loop, {self.o.sat_step:g} s per level "
