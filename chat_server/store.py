@@ -237,10 +237,12 @@ class Store:
         self._thread_lane = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
         self._thread: ThreadPoolExecutor | None = None
         self._thread_engine: Engine | None = None
+        self._thread_read_engine: Engine | None = None
 
     def _lane(self) -> ThreadPoolExecutor:
         if self._thread is None:
             self._thread_engine = sqlite_thread_engine(self.engine)
+            self._thread_read_engine = self._thread_engine.execution_options(**{READ_ONLY_OPTION: True})
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="polku-sqlite")
         return self._thread
 
@@ -265,26 +267,19 @@ class Store:
         transaction instead of one per driver call. On PostgreSQL it runs in
         ``AsyncConnection.run_sync`` (asyncpg awaits each statement). ``work``
         must not await; events go out after this returns (the commit is done)."""
-        try:
-            async with self._writer_turn():
-                if self._thread_lane:
-                    lane = self._lane()
-                    return await asyncio.get_running_loop().run_in_executor(
-                        lane, self._whole, self._thread_engine, work)
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work)
-        except BaseException as exc:
-            if _is_backend_failure(exc):
-                raise BackendUnavailable("database", exc) from exc
-            raise
+        async with self._writer_turn():
+            return await self._run(work, read_only=False)
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
         """``run_write`` for reads: on SQLite a deferred transaction that takes no lock."""
+        return await self._run(work, read_only=True)
+
+    async def _run(self, work: Callable[[Connection], T], *, read_only: bool) -> T:
         try:
             if self._thread_lane:
                 lane = self._lane()
-                return await asyncio.get_running_loop().run_in_executor(
-                    lane, self._whole, self._thread_engine.execution_options(**{READ_ONLY_OPTION: True}), work)
+                engine = self._thread_read_engine if read_only else self._thread_engine
+                return await asyncio.get_running_loop().run_in_executor(lane, self._whole, engine, work)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         except BaseException as exc:
