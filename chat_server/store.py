@@ -177,21 +177,13 @@ class Transaction:
     async def add_message(self, conversation: Conversation, *, sender: str, text: str,
                           quick_replies: list[dict] | None = None, response_id: str | None = None,
                           intent: str | None = None, confidence: float | None = None,
-                          language: str | None = None, client_id: str | None = None,
-                          guesses: tuple[tuple[str, float], ...] = (), flush: bool = True) -> Message:
-        """``guesses``: the model's best (intent, confidence) pairs, kept for the admin inbox.
-
-        ``flush=False`` leaves the insert (and the id) to the next ``flush()``:
-        several messages of one turn go to the database in one statement."""
+                          language: str | None = None, client_id: str | None = None) -> Message:
+        """Store one message (flushed: it has its id); a resent client_id fails here."""
         message = new_message(conversation, sender=sender, text=text, quick_replies=quick_replies,
                               response_id=response_id, intent=intent, confidence=confidence,
                               language=language, client_id=client_id)
         self.session.add(message)
-        if flush:
-            await self.flush()  # assigns the id; a resent client_id fails here
-            self.add_guesses(message, guesses)
-        elif guesses:
-            raise ValueError("guesses need the message's id: add them after flush()")
+        await self.flush()
         return message
 
     def add_guesses(self, message: Message, guesses: tuple[tuple[str, float], ...]) -> None:
