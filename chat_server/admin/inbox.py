@@ -23,6 +23,7 @@ from bot.types import FALLBACK_INTENT, LANGUAGES
 
 from ..admin_models import InboxDecision, MessageGuess
 from ..models import Message, utcnow
+from ..store import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
 from .checks import normalise_example, personal_data, problem
@@ -99,7 +100,7 @@ class Inbox:
                 if not result.nlu_available:
                     down = True  # Rasa is down: try again next time
                     return
-                guesses = [[name, round(conf, 4)] for name, conf in result.ranking[:GUESSES_KEPT]]
+                guesses = guess_list(result.ranking[:GUESSES_KEPT])
                 if guesses:
                     found[item["message_id"]] = guesses
                     item["guesses"] = [{"intent": n, "confidence": round(c, 3)} for n, c in guesses]
