@@ -330,6 +330,11 @@ def _failures(f: dict) -> int:
     return f["errors"] + f["timeouts"] + f["degraded"]
 
 
+def _sound(f: dict) -> bool:
+    """At most 1% of a level's messages failed."""
+    return _failures(f) <= 0.01 * max(f["sent"], 1)
+
+
 def _fmt(value: float, width: int = 7, digits: int = 1) -> str:
     if value != value:  # NaN
         return "-".rjust(width)
@@ -387,13 +392,12 @@ class Ramp:
             self.best, self.flat = f["answered_per_sec"], 0
         else:
             self.flat += 1
-        failed = _failures(f) > 0.01 * max(f["sent"], 1)
-        self.done = self.flat >= 2 or failed or f["p99_ms"] > 1000 * answer_timeout / 2
+        self.done = self.flat >= 2 or not _sound(f) or f["p99_ms"] > 1000 * answer_timeout / 2
 
     def result(self) -> dict:
         # A level where more than 1% failed (the bot answering "the service is not
         # answering" when Rasa timed out is quick, but not an answer) is no peak.
-        sound = [f for f in self.levels if _failures(f) <= 0.01 * max(f["sent"], 1)] or self.levels
+        sound = [f for f in self.levels if _sound(f)] or self.levels
         peak = max(sound, key=lambda f: f["answered_per_sec"])
         return {"levels": self.levels, "peak_answered_per_sec": peak["answered_per_sec"],
                 "peak_concurrency": peak["concurrency"], "load_after": srv.loadavg()}
