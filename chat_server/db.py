@@ -120,8 +120,8 @@ def _tune_sqlite(sync_engine: Engine) -> None:
         # A transaction that only reads needs no lock in WAL mode (it reads a
         # snapshot); taking the write lock would queue it behind every commit.
         statement = "BEGIN" if conn.get_execution_options().get(READ_ONLY_OPTION) else "BEGIN IMMEDIATE"
-        # Straight to the driver's connection: one trip to aiosqlite's thread
-        # instead of three (cursor, execute, close) through exec_driver_sql.
+        # Straight to the driver's connection: through aiosqlite one trip to its
+        # thread instead of three (cursor, execute, close) via exec_driver_sql.
         conn.connection.dbapi_connection.execute(statement)
 
 

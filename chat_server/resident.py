@@ -156,7 +156,7 @@ class SocketState:
     conversation_id: int | None = None
 
 
-# --- a bot turn's rows (plain functions of a synchronous Session: Store.run_write) ----
+# --- a bot turn's rows (plain functions of a synchronous Connection: Store.run_write) -
 
 
 def _write_bot_turn(conn: Connection, conversation_id: int, message: ResidentMessage,
@@ -426,7 +426,7 @@ class ResidentChannel:
             # The common turn: the bot answers and keeps the conversation. Its
             # rows are written in one go (on SQLite in the database's own thread).
             rows = await self.store.run_write(
-                lambda session: _write_bot_turn(session, conversation_id, message, turn))
+                lambda conn: _write_bot_turn(conn, conversation_id, message, turn))
             if rows is not None:
                 await run_after_commit(self._turn_events(sid, conversation_id, *rows))
                 return rows[0]

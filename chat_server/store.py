@@ -223,10 +223,11 @@ class Store:
         # growing pauses (up to 100 ms each): under load that turned a few
         # milliseconds of waiting into seconds. Other processes still meet the busy
         # handler (POLKU's processes share a database only on PostgreSQL).
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock() if sqlite else None
         # SQLite on a file: run_write/run_read run whole transactions in one
         # database thread of their own (made on first use, see _lane()).
-        self._thread_lane = engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+        self._thread_lane = sqlite and engine.url.database not in (None, "", ":memory:")
         self._thread: ThreadPoolExecutor | None = None
         self._thread_engine: Engine | None = None
         self._thread_read_engine: Engine | None = None
