@@ -115,12 +115,8 @@ class TrainerProcess:
     @classmethod
     def spawn(cls, settings: Settings) -> "TrainerProcess":
         python = rasa_executable(settings).with_name("python")
-        env = rasa_env()
-        # Rasa caches trained components (the featurizers) between runs: keep
-        # the cache so that a retrain after a small edit is faster.
-        env["RASA_CACHE_DIRECTORY"] = str(settings.data_dir / "rasa-cache")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen([str(python), str(TRAIN_SCRIPT)], cwd=settings.data_dir, env=env,
+        proc = subprocess.Popen([str(python), str(TRAIN_SCRIPT)], cwd=settings.data_dir, env=rasa_env(),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1, start_new_session=True)
         return cls(proc)
