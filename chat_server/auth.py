@@ -89,8 +89,10 @@ class SignInFailed(AuthError):
     code = "wrong_credentials"
 
 
-class AccountLocked(AuthError):
-    code = "account_locked"
+class AccountLocked(SignInFailed):
+    """Locked after too many failures. Answered exactly as SignInFailed (same
+    code, status, text and time taken), so that a lock does not tell anyone
+    that the username exists; the audit log and the server log name it."""
 
 
 class SignInThrottled(AuthError):
@@ -272,6 +274,7 @@ class StaffAuth:
             await self._burn_time(password)
             raise SignInFailed("unknown, disabled or absurd")
         if user.locked_until is not None and user.locked_until > now:
+            await self._burn_time(password)
             raise AccountLocked(f"user {user.id}")
         # Checked outside the transaction: SQLite's write lock must not wait for argon2.
         correct = await self._verify(user.password_hash, password)
@@ -546,8 +549,8 @@ LOGIN_TEXTS: dict[str, dict[str, str]] = {
         "title": "Kirjaudu – Polku-chat", "heading": "Kirjaudu Polku-chattiin",
         "intro": "Ohjaajien ja ylläpitäjien kirjautuminen.",
         "username": "Käyttäjätunnus", "password": "Salasana", "submit": "Kirjaudu",
-        "wrong_credentials": "Käyttäjätunnus tai salasana on väärin.",
-        "account_locked": "Liian monta epäonnistunutta yritystä. Tunnus on lukittu hetkeksi; yritä myöhemmin uudelleen.",
+        "wrong_credentials": ("Käyttäjätunnus tai salasana on väärin, tai tunnus on lukittu hetkeksi "
+                              "liian monen epäonnistuneen yrityksen jälkeen."),
         "too_many_attempts": "Liian monta yritystä lyhyessä ajassa. Odota hetki ja yritä uudelleen.",
         "signed_out": "Olet kirjautunut ulos.", "error_heading": "Kirjautuminen ei onnistunut",
         "language": "Kieli",
@@ -556,8 +559,8 @@ LOGIN_TEXTS: dict[str, dict[str, str]] = {
         "title": "Logga in – Polku-chatten", "heading": "Logga in i Polku-chatten",
         "intro": "Inloggning för handledare och administratörer.",
         "username": "Användarnamn", "password": "Lösenord", "submit": "Logga in",
-        "wrong_credentials": "Fel användarnamn eller lösenord.",
-        "account_locked": "För många misslyckade försök. Kontot är låst en stund; försök igen senare.",
+        "wrong_credentials": ("Fel användarnamn eller lösenord, eller så är kontot låst en stund "
+                              "efter för många misslyckade försök."),
         "too_many_attempts": "För många försök på kort tid. Vänta en stund och försök igen.",
         "signed_out": "Du har loggat ut.", "error_heading": "Inloggningen misslyckades",
         "language": "Språk",
@@ -566,8 +569,8 @@ LOGIN_TEXTS: dict[str, dict[str, str]] = {
         "title": "Sign in – Polku chat", "heading": "Sign in to Polku chat",
         "intro": "Sign-in for counsellors and admins.",
         "username": "Username", "password": "Password", "submit": "Sign in",
-        "wrong_credentials": "Wrong username or password.",
-        "account_locked": "Too many failed attempts. The account is locked for a while; please try again later.",
+        "wrong_credentials": ("Wrong username or password, or the account is locked for a while "
+                              "after too many failed attempts."),
         "too_many_attempts": "Too many attempts in a short time. Please wait a moment and try again.",
         "signed_out": "You have signed out.", "error_heading": "Sign-in failed",
         "language": "Language",
@@ -653,7 +656,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     try:
         staff, token = await server.auth.sign_in(username, password, address)
     except AuthError as exc:
-        status = {"account_locked": 423, "too_many_attempts": 429}.get(exc.code, 401)
+        status = 429 if exc.code == "too_many_attempts" else 401
         token = request.cookies.get(_login_csrf_cookie(server.settings)) or secrets.token_urlsafe(CSRF_TOKEN_BYTES)
         body = _login_page(lang, token, next_path, error=exc.code, username=username[:64])
         response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")

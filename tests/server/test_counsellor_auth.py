@@ -4,6 +4,7 @@ roles, the "/counsellor" namespace's door, and the users command line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -64,10 +65,13 @@ async def test_five_failures_lock_the_account_even_for_the_right_password(launch
     server = await launch(backend_settings, POLKU_LOGIN_LOCKOUT_SECS=900)
     await create_staff(server, "anna")
     browser = browsers(server)
-    for _ in range(4):
+    for _ in range(5):  # the fifth locks
         await browser.sign_in("anna", "väärä-salasana-123", expect=401)
-    await browser.sign_in("anna", "väärä-salasana-123", expect=423)  # the fifth locks
-    await browser.sign_in("anna", PASSWORD, expect=423)
+    locked = await browser.sign_in("anna", PASSWORD, expect=401)
+    assert "polku_staff" not in locked.cookies
+    # A lock is answered as a wrong password or an unknown user: it must not tell that "anna" exists.
+    unknown = await browser.sign_in("nobody", PASSWORD, expect=401)
+    assert _error_text(await locked.text()) == _error_text(await unknown.text()) != ""
     (locked_until,) = (await server.sql("SELECT locked_until FROM staff_users"))[0]
     assert locked_until is not None
     assert ("account_locked",) in await server.sql("SELECT action FROM audit_log")
@@ -211,3 +215,9 @@ def test_users_command_line(tmp_path):
     assert _cli(env, "disable", "--username", "anna").returncode == 0
     listing = _cli(env, "list").stdout
     assert "anna" in listing and "disabled" in listing and "Anna K" in listing and PASSWORD not in listing
+
+
+def _error_text(page: str) -> str:
+    """The sign-in page's error message (the page also echoes the username)."""
+    match = re.search(r'role="alert".*?</div>', page, re.S)
+    return match.group(0) if match else ""
