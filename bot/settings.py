@@ -144,6 +144,10 @@ _register("POLKU_HELDOUT_PATH", str, str(PROJECT_ROOT / "tests" / "data" / "held
 _register("POLKU_ADMIN_PREWARM_TRAINER", bool, True,
           "Start Rasa's training process (about 0.5 GB) when an admin opens the training page, so that "
           "a retrain does not wait for Rasa and TensorFlow to load; unused, it ends after 15 minutes.")
+_register("POLKU_ADMIN_KEEP_MODELS", int, 5,
+          "Model files kept of each kind after a retrain or an activation: the most recently activated "
+          "(rollback targets) and, apart, the newest trained but never activated; the model in use is "
+          "always kept. Older files are deleted (about 30 MB each). 0 keeps every file.")
 _register("POLKU_INBOX_CONFIDENCE_BELOW", float, 0.6,
           "Resident messages the model answered with less confidence than this (and every fallback) "
           "go to the admin page's inbox of what the bot did not understand.")

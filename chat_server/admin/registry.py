@@ -74,6 +74,11 @@ class ModelRegistry:
         self._lock = asyncio.Lock()
 
     @property
+    def _lock_key(self) -> str:
+        """Activations and pruning take turns across server processes on this Redis key."""
+        return self.settings.redis_prefix + "admin:activation-lock"
+
+    @property
     def candidates_dir(self) -> Path:
         return self.model_dir / CANDIDATES
 
@@ -172,8 +177,8 @@ class ModelRegistry:
             raise ModelNotFound(f"no model {name}")
         if self._lock.locked():
             raise ActivationBusy("another activation is in progress")
-        key = self.settings.redis_prefix + "admin:activation-lock"
-        async with self._lock, cluster_lock(self.server.redis, key, int(ACTIVATION_TIMEOUT_SECS)) as got:
+        async with self._lock, cluster_lock(self.server.redis, self._lock_key,
+                                            int(ACTIVATION_TIMEOUT_SECS)) as got:
             if not got:
                 raise ActivationBusy("another activation is in progress")
             previous = await self.active_name()
@@ -198,8 +203,46 @@ class ModelRegistry:
                 tx.session.add(ModelActivation(model_name=name, previous_model=previous, at=utcnow(),
                                                staff_id=staff.id, staff_name=staff.name,
                                                swap_secs=round(swap_secs, 3)))
+            await asyncio.to_thread(self._prune, name)
         log.info("model %s activated (was %s) in %.1f s", name, previous, swap_secs)
         return {"model": name, "previous": previous, "swap_secs": round(swap_secs, 3)}
+
+    async def prune(self) -> None:
+        """Delete old model files (see ``_prune``); skipped while an activation runs
+        in any process (it prunes when done) and when Rasa does not say which
+        model it serves."""
+        if self._lock.locked():
+            return
+        async with self._lock, cluster_lock(self.server.redis, self._lock_key,
+                                            int(ACTIVATION_TIMEOUT_SECS)) as got:
+            active = await self.active_name() if got else None
+            if active is not None:
+                await asyncio.to_thread(self._prune, active)
+
+    def _prune(self, active: str) -> list[str]:
+        """Keep the ``admin_keep_models`` newest files of the model directory (the
+        most recently activated: file times follow activations, see _make_newest)
+        and as many of candidates/ (trained, never activated), and ``active``;
+        delete the rest with their .json. Returns the names deleted."""
+        keep = self.settings.admin_keep_models
+        if keep <= 0:
+            return []
+        deleted = []
+        for folder in (self.model_dir, self.candidates_dir):
+            if not folder.is_dir():
+                continue
+            files = sorted(folder.glob("*" + MODEL_SUFFIX), key=_mtime, reverse=True)
+            for path in [p for p in files if p.name != active][keep:]:
+                try:
+                    path.unlink(missing_ok=True)
+                    path.with_name(model_stem(path) + ".json").unlink(missing_ok=True)
+                except OSError as exc:  # the activation or retrain itself has succeeded
+                    log.warning("could not delete old model %s: %s", path.name, exc)
+                    continue
+                deleted.append(path.name)
+        if deleted:
+            log.info("deleted %d old model file(s): %s", len(deleted), ", ".join(sorted(deleted)))
+        return deleted
 
     def _promote(self, path: Path) -> Path:
         """Make the model (Rasa has accepted it) the one a restart serves: a candidate
@@ -228,6 +271,13 @@ class ModelRegistry:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ActivationError(f"Rasa at {self.settings.rasa_url} did not load the model: "
                                   f"{type(exc).__name__}") from exc
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _make_newest(path: Path) -> None:

@@ -324,6 +324,7 @@ class TrainingService:
             examples = sum(len(v) for d in content.intents.values() for v in d.examples.values())
             await self.registry.register(model.name, trained_by=staff.name, examples=examples,
                                          evaluation=new_eval)
+            await self.registry.prune()
             timings["total_secs"] = round(time.monotonic() - started, 1)
             timings["evaluate_secs"] = round(timings["total_secs"] - timings["train_secs"], 1)
             await self._update(run_id, running_slot=None, status="ready", phase="done", progress=1.0,

@@ -31,7 +31,8 @@ QUESTIONS = ("miten haetaan toimeentulotukea", "tarvitsen apua vuokran kanssa", 
 # --- training runs (the training itself replaced: quick and without Rasa) -------------------
 
 
-def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, loop=None):
+def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, loop=None,
+               name="polku-20990101-000000"):
     def train_and_parse(settings, *, content, out_dir, on_output, **_):
         for share in (0, 25, 50, 100):
             on_output(f"Epochs: {share:3d}%|███ | {share // 10}/10 [00:01<00:01, 2.00it/s, t_loss=1.0]")
@@ -39,12 +40,12 @@ def fake_train(model_source=None, fail=None, hold: asyncio.Event | None = None, 
                 asyncio.run_coroutine_threadsafe(hold.wait(), loop).result(timeout=30)
         if fail:
             raise training_jobs.TrainingError(fail)
-        target = out_dir / "polku-20990101-000000.tar.gz"
+        target = out_dir / f"{name}.tar.gz"
         if model_source:
             shutil.copyfile(model_source, target)
         else:
             target.write_bytes(b"not really a model")
-        (out_dir / "polku-20990101-000000.json").write_text('{"examples": 5, "trained_at": 1}')
+        (out_dir / f"{name}.json").write_text('{"examples": 5, "trained_at": 1}')
         return TrainedModel(target)
     return train_and_parse
 
@@ -339,6 +340,47 @@ async def chatter(server, connect, stop: asyncio.Event, answers: list) -> None:
 
 
 @pytest.mark.rasa
+async def test_old_model_files_are_deleted_after_an_activation_and_a_retrain(
+        launch, sqlite_settings, model_dir, stand_in, monkeypatch):
+    # Besides the fixture's active OLD and candidate NEW: earlier activated models and
+    # earlier candidates, each older than the last (file times follow activations).
+    hour_ago = time.time() - 3600
+    earlier = [f"polku-2025010{i}-000000.tar.gz" for i in range(1, 5)]
+    candidates = [f"polku-2026020{i}-000000.tar.gz" for i in range(1, 5)]
+    for i, name in enumerate(earlier):
+        (model_dir / name).write_bytes(b"an earlier model")
+        (model_dir / name.replace(".tar.gz", ".json")).write_text("{}")
+        os.utime(model_dir / name, (hour_ago - 60 * (i + 1),) * 2)
+    for i, name in enumerate(candidates):
+        (model_dir / "candidates" / name).write_bytes(b"a candidate never activated")
+        os.utime(model_dir / "candidates" / name, (hour_ago - 60 * (i + 1),) * 2)
+    server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir), POLKU_RASA_URL=stand_in.url,
+                          POLKU_ADMIN_KEEP_MODELS=2)
+    admin = await AdminClient.sign_in(server)
+    try:
+        await admin.post(f"/admin/api/models/{NEW}/activate")
+        # Kept: the model in use (NEW), the two most recently activated before it (OLD and the
+        # newest earlier one: rollback targets), and the two newest candidates.
+        assert sorted(p.name for p in model_dir.glob("*.tar.gz")) == sorted([NEW, OLD, earlier[0]])
+        assert not (model_dir / earlier[1].replace(".tar.gz", ".json")).exists()
+        assert sorted(p.name for p in (model_dir / "candidates").glob("*.tar.gz")) == sorted(candidates[:2])
+        names = {m["name"] for m in (await admin.get("/admin/api/models"))["models"]}
+        assert names == {NEW, OLD, earlier[0], *candidates[:2]}
+        # A retrain adds a candidate and the oldest one kept goes.
+        retrained = "polku-20990202-000000"
+        monkeypatch.setattr(training_jobs, "train_and_parse", fake_train(name=retrained))
+        await admin.post("/admin/api/training", expect=202)
+        run = await wait_run(admin)
+        assert run["status"] == "ready" and run["model"] == retrained + ".tar.gz", run
+        kept = sorted(p.name for p in (model_dir / "candidates").glob("*.tar.gz"))
+        assert kept == sorted([retrained + ".tar.gz", candidates[0]])
+        # A rollback is still possible to what was kept.
+        assert (await admin.post(f"/admin/api/models/{OLD}/activate"))["model"] == OLD
+        assert (model_dir / NEW).is_file()
+    finally:
+        await admin.close()
+
+
 async def test_activation_drops_no_parse_and_rollback_works(launch, postgres_settings, rasa_url, models, connect):
     # The bot's timeout is shorter than a model load: without the guard, parses fail during it.
     # The residents ask back to back, faster than any person types: no rate limit here.
