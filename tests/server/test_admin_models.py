@@ -299,47 +299,6 @@ async def test_an_accepted_model_becomes_the_one_a_restart_serves(launch, sqlite
         await admin.close()
 
 
-@pytest.fixture
-async def quick_server_at(launch, sqlite_settings, tmp_path):
-    async def start(model_dir):
-        return await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir),
-                            POLKU_HELDOUT_PATH=str(tmp_path / "no-heldout.yml"))
-    return start
-
-
-# --- activation on the real Rasa ---------------------------------------------------------------
-
-
-@pytest.fixture
-async def models(rasa_model, rasa_url, tmp_path):
-    """Two model files (the session's model, twice) in a model directory of the test's own."""
-    folder = tmp_path / "models"
-    folder.mkdir()
-    shutil.copyfile(rasa_model, folder / "polku-20260101-000000.tar.gz")
-    shutil.copyfile(rasa_model, folder / "polku-20260102-000000.tar.gz")
-    yield folder
-    # The shared Rasa goes back to the session's own model file.
-    async with aiohttp.ClientSession() as session:
-        await session.put(rasa_url + "/model", json={"model_file": str(rasa_model)})
-
-
-async def chatter(server, connect, stop: asyncio.Event, answers: list) -> None:
-    """A resident asking questions, one after another, until told to stop."""
-    client = await connect(server)
-    await client.session(None, language="fi")
-    await client.next("bot_uttered")
-    i = 0
-    while not stop.is_set():
-        started = time.monotonic()
-        # The message is stored with its answer, so its ack also waits out a model swap
-        # (several seconds on a loaded 2-core machine).
-        await client.ack(await client.say(QUESTIONS[i % len(QUESTIONS)]), timeout=90)
-        reply = await client.next("bot_uttered", timeout=90)
-        answers.append((time.monotonic() - started, reply["text"]))
-        i += 1
-
-
-@pytest.mark.rasa
 async def test_old_model_files_are_deleted_after_an_activation_and_a_retrain(
         launch, sqlite_settings, model_dir, stand_in, monkeypatch):
     # Besides the fixture's active OLD and candidate NEW: earlier activated models and
@@ -381,6 +340,47 @@ async def test_old_model_files_are_deleted_after_an_activation_and_a_retrain(
         await admin.close()
 
 
+@pytest.fixture
+async def quick_server_at(launch, sqlite_settings, tmp_path):
+    async def start(model_dir):
+        return await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir),
+                            POLKU_HELDOUT_PATH=str(tmp_path / "no-heldout.yml"))
+    return start
+
+
+# --- activation on the real Rasa ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def models(rasa_model, rasa_url, tmp_path):
+    """Two model files (the session's model, twice) in a model directory of the test's own."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copyfile(rasa_model, folder / "polku-20260101-000000.tar.gz")
+    shutil.copyfile(rasa_model, folder / "polku-20260102-000000.tar.gz")
+    yield folder
+    # The shared Rasa goes back to the session's own model file.
+    async with aiohttp.ClientSession() as session:
+        await session.put(rasa_url + "/model", json={"model_file": str(rasa_model)})
+
+
+async def chatter(server, connect, stop: asyncio.Event, answers: list) -> None:
+    """A resident asking questions, one after another, until told to stop."""
+    client = await connect(server)
+    await client.session(None, language="fi")
+    await client.next("bot_uttered")
+    i = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        # The message is stored with its answer, so its ack also waits out a model swap
+        # (several seconds on a loaded 2-core machine).
+        await client.ack(await client.say(QUESTIONS[i % len(QUESTIONS)]), timeout=90)
+        reply = await client.next("bot_uttered", timeout=90)
+        answers.append((time.monotonic() - started, reply["text"]))
+        i += 1
+
+
+@pytest.mark.rasa
 async def test_activation_drops_no_parse_and_rollback_works(launch, postgres_settings, rasa_url, models, connect):
     # The bot's timeout is shorter than a model load: without the guard, parses fail during it.
     # The residents ask back to back, faster than any person types: no rate limit here.
