@@ -14,11 +14,13 @@ Activation asks the running Rasa to load the model (``PUT /model``) while
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -73,10 +75,13 @@ class ModelRegistry:
         self.model_dir = Path(self.settings.model_dir)
         self._lock = asyncio.Lock()
 
-    @property
-    def _lock_key(self) -> str:
-        """Activations and pruning take turns across server processes on this Redis key."""
-        return self.settings.redis_prefix + "admin:activation-lock"
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[bool]:
+        """Activations and pruning take turns: this process's lock, then the one
+        shared by the server processes on Redis; yields whether that one was got."""
+        key = self.settings.redis_prefix + "admin:activation-lock"
+        async with self._lock, cluster_lock(self.server.redis, key, int(ACTIVATION_TIMEOUT_SECS)) as got:
+            yield got
 
     @property
     def candidates_dir(self) -> Path:
@@ -177,8 +182,7 @@ class ModelRegistry:
             raise ModelNotFound(f"no model {name}")
         if self._lock.locked():
             raise ActivationBusy("another activation is in progress")
-        async with self._lock, cluster_lock(self.server.redis, self._lock_key,
-                                            int(ACTIVATION_TIMEOUT_SECS)) as got:
+        async with self._turn() as got:
             if not got:
                 raise ActivationBusy("another activation is in progress")
             previous = await self.active_name()
@@ -213,20 +217,19 @@ class ModelRegistry:
         model it serves."""
         if self._lock.locked():
             return
-        async with self._lock, cluster_lock(self.server.redis, self._lock_key,
-                                            int(ACTIVATION_TIMEOUT_SECS)) as got:
+        async with self._turn() as got:
             active = await self.active_name() if got else None
             if active is not None:
                 await asyncio.to_thread(self._prune, active)
 
-    def _prune(self, active: str) -> list[str]:
+    def _prune(self, active: str) -> None:
         """Keep the ``admin_keep_models`` newest files of the model directory (the
         most recently activated: file times follow activations, see _make_newest)
         and as many of candidates/ (trained, never activated), and ``active``;
-        delete the rest with their .json. Returns the names deleted."""
+        delete the rest with their .json."""
         keep = self.settings.admin_keep_models
         if keep <= 0:
-            return []
+            return
         deleted = []
         for folder in (self.model_dir, self.candidates_dir):
             if not folder.is_dir():
@@ -242,7 +245,6 @@ class ModelRegistry:
                 deleted.append(path.name)
         if deleted:
             log.info("deleted %d old model file(s): %s", len(deleted), ", ".join(sorted(deleted)))
-        return deleted
 
     def _promote(self, path: Path) -> Path:
         """Make the model (Rasa has accepted it) the one a restart serves: a candidate
