@@ -84,7 +84,8 @@ class AuthError(ChatServerError):
 
 
 class SignInFailed(AuthError):
-    """Unknown user, wrong password or disabled account: the same answer for all three."""
+    """Unknown user, wrong password, disabled or (AccountLocked) locked account:
+    the same answer for all four."""
 
     code = "wrong_credentials"
 
