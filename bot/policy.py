@@ -56,7 +56,8 @@ class Bot:
     def from_settings(cls, settings: Settings) -> "Bot":
         return cls(
             Content.load(settings.training_data_dir),
-            RasaClient(settings.rasa_url, settings.rasa_timeout_secs, settings.rasa_token),
+            RasaClient(settings.rasa_url, settings.rasa_timeout_secs, settings.rasa_token,
+                       settings.rasa_spill_below),
             fallback_threshold=settings.fallback_threshold,
             fallbacks_before_handoff=settings.fallbacks_before_handoff,
             default_language=settings.default_language,

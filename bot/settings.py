@@ -67,8 +67,17 @@ _register("POLKU_DEFAULT_LANGUAGE", str, "fi",
           "Language (fi, sv or en) used when a message's language cannot be told and the widget sent none.")
 
 # --- Bot and Rasa ------------------------------------------------------------
-_register("POLKU_RASA_URL", str, "http://127.0.0.1:5005",
-          "Base URL of the Rasa server that does the language understanding (its HTTP API).")
+_register("POLKU_RASA_URL", str, "http://127.0.0.1:5005,http://127.0.0.1:5006",
+          "Base URL of the Rasa server that does the language understanding (its HTTP API), or several, "
+          "comma-separated, on the same model: the first takes the parses, the next ones take those that "
+          "would queue behind it at a moderate load (POLKU_RASA_SPILL_BELOW) and all of them while it is "
+          "down or loading a model; a model activation loads every one in turn. `./polku start` starts a "
+          "Rasa process (about 0.8 GB each) for each local URL that does not answer; give one URL for one.")
+_register("POLKU_RASA_SPILL_BELOW", int, 3,
+          "With several Rasa servers: while fewer parses than this are in flight in all, a busy first server "
+          "passes the next parse to an idle one; past it, parses queue for the first server, and the others "
+          "stay idle (on 2 cores a second busy Rasa slows everything down). 0 spreads parses evenly, for "
+          "machines with a core to spare for each Rasa server.")
 _register("POLKU_RASA_TOKEN", str, "",
           "Token for Rasa's HTTP API (passed as ?token=); empty when Rasa runs without --auth-token.")
 _register("POLKU_RASA_TIMEOUT_SECS", float, 3.0,
@@ -202,6 +211,16 @@ class Settings:
         path = Path(self._values["POLKU_DATA_DIR"])
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def rasa_urls(self) -> tuple[str, ...]:
+        """The Rasa servers of POLKU_RASA_URL (several when it lists them, comma-separated)."""
+        from .nlu import split_urls
+
+        try:
+            return split_urls(self._values["POLKU_RASA_URL"])
+        except ValueError:
+            raise SettingsError("POLKU_RASA_URL is empty: give the Rasa server's base URL") from None
 
     @property
     def database_url(self) -> str:

@@ -35,17 +35,26 @@ def rasa_model(tmp_path_factory) -> Path:
     return train(Settings(environ={}), out_dir=out)
 
 
-@pytest.fixture(scope="session")
-def rasa_url(rasa_model, tmp_path_factory):
-    """Base URL of a real `rasa run --enable-api` serving the session's model."""
-    data_dir = tmp_path_factory.mktemp("rasa")
+def _serve_rasa(model: Path, data_dir: Path):
     settings = Settings(environ={}, POLKU_DATA_DIR=str(data_dir))
-    process = RasaProcess(settings, rasa_model, free_port(), log_path=data_dir / "rasa.log").start()
+    process = RasaProcess(settings, model, free_port(), log_path=data_dir / "rasa.log").start()
     try:
         process.wait_ready()
         yield process.url
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def rasa_url(rasa_model, tmp_path_factory):
+    """Base URL of a real `rasa run --enable-api` serving the session's model."""
+    yield from _serve_rasa(rasa_model, tmp_path_factory.mktemp("rasa"))
+
+
+@pytest.fixture(scope="session")
+def second_rasa_url(rasa_model, tmp_path_factory):
+    """Another real Rasa server on the same model (POLKU_RASA_URL may list several)."""
+    yield from _serve_rasa(rasa_model, tmp_path_factory.mktemp("rasa-second"))
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ So while an activation is in progress, parses use a long timeout. The flag
 is this process's own and, with Redis, every process's: a process that did
 not know of the activation sees its parse time out, finds the flag in Redis
 and asks again, patiently. The flag outlives the swap by a few seconds, for
-parses that were sent just before it ended.
+parses that were sent just before it ended. With several Rasa servers, they
+load the model one after another, and this process's parses go to the
+others meanwhile (``held_back``); other processes' parses wait patiently.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class GuardedNlu:
     def __init__(self, inner: RasaClient, flag: ActivationFlag, token: str = "") -> None:
         self.inner = inner
         self.flag = flag
-        self.patient = RasaClient(inner.url, ACTIVATION_PARSE_TIMEOUT_SECS, token)
+        self.patient = RasaClient(inner.url, ACTIVATION_PARSE_TIMEOUT_SECS, token, inner.spill_below)
 
     @property
     def url(self) -> str:
@@ -92,6 +94,12 @@ class GuardedNlu:
                 log.info("parse failed during a model activation: asking again, patiently")
                 return await self.patient.parse(text)
             raise
+
+    @contextlib.contextmanager
+    def held_back(self, url: str):
+        """This process's parses avoid the Rasa server at ``url`` while it loads a model."""
+        with self.inner.held_back(url), self.patient.held_back(url):
+            yield
 
     async def status(self) -> dict:
         return await self.inner.status()
