@@ -42,20 +42,37 @@ async def _check_redis(server: Any) -> tuple[str, str | None]:
         return "error", type(exc).__name__
 
 
+async def _check_one_rasa(session: aiohttp.ClientSession, base: str,
+                          params: dict[str, str] | None) -> str | None:
+    """None when the Rasa server at `base` answers, else what went wrong."""
+    try:
+        # /status tells that a model is loaded; it needs the token when Rasa has one.
+        for path in ("/status", "/"):
+            async with session.get(base + path, params=params) as response:
+                if response.status == 200:
+                    return None
+        return f"HTTP {response.status}"
+    except Exception as exc:
+        return type(exc).__name__
+
+
 async def _check_rasa(server: Any) -> tuple[str, str | None]:
-    base = server.settings.rasa_url.rstrip("/")
+    """"ok" when every Rasa server of POLKU_RASA_URL answers; the detail names the
+    ones that do not (the bot's parses go to the others meanwhile)."""
+    urls = server.settings.rasa_urls
     params = {"token": server.settings.rasa_token} if server.settings.rasa_token else None
     timeout = aiohttp.ClientTimeout(total=READY_CHECK_TIMEOUT_SECS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            # /status tells that a model is loaded; it needs the token when Rasa has one.
-            for path in ("/status", "/"):
-                async with session.get(base + path, params=params) as response:
-                    if response.status == 200:
-                        return "ok", None
-            return "error", f"HTTP {response.status}"
+            problems = await asyncio.gather(*(_check_one_rasa(session, url, params) for url in urls))
     except Exception as exc:
         return "error", type(exc).__name__
+    failed = [(url, problem) for url, problem in zip(urls, problems) if problem is not None]
+    if not failed:
+        return "ok", None
+    if len(urls) == 1:
+        return "error", failed[0][1]
+    return "error", "; ".join(f"{url}: {problem}" for url, problem in failed)
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -61,6 +61,7 @@ class Admin:
         if type(nlu) is RasaClient:
             self._guarded = GuardedNlu(nlu, self.flag, server.settings.rasa_token)
             server.bot.nlu = self._guarded
+            self.models.nlu = self._guarded
         await self.content.prime()
         self._tasks = [asyncio.create_task(self.content.watch(), name="admin-content-watch"),
                        asyncio.create_task(self.retention.loop(), name="admin-retention")]

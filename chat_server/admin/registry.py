@@ -8,7 +8,9 @@ is also the one served after a restart; rolling back to an older model does
 the same for that one. A model Rasa refuses changes nothing on disk.
 
 Activation asks the running Rasa to load the model (``PUT /model``) while
-``ActivationFlag`` keeps every parse patient (see nlu_guard.py).
+``ActivationFlag`` keeps every parse patient (see nlu_guard.py). With several
+Rasa servers (``POLKU_RASA_URL`` lists them) each loads it in turn, so the
+others go on parsing; if one refuses, those that had loaded it go back.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class ModelRegistry:
         self.flag = flag
         self.model_dir = Path(self.settings.model_dir)
         self._lock = asyncio.Lock()
+        self.nlu: Any = None  # the bot's client (GuardedNlu): it avoids a server while that one loads
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[bool]:
@@ -104,20 +107,28 @@ class ModelRegistry:
     def _params(self) -> dict[str, str]:
         return {"token": self.settings.rasa_token} if self.settings.rasa_token else {}
 
-    async def active_name(self) -> str | None:
-        """The model file the running Rasa serves (None when it does not answer)."""
+    async def served(self) -> dict[str, str | None]:
+        """The model file each Rasa server of POLKU_RASA_URL serves (None: it does not answer)."""
         timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_SECS)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            names = await asyncio.gather(*(self._served_by(session, url) for url in self.settings.rasa_urls))
+        return dict(zip(self.settings.rasa_urls, names))
+
+    async def _served_by(self, session: aiohttp.ClientSession, url: str) -> str | None:
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.get(self.settings.rasa_url.rstrip("/") + "/status",
-                                       params=self._params()) as response:
-                    if response.status != 200:
-                        return None
-                    body = await response.json(content_type=None)
+            async with session.get(url + "/status", params=self._params()) as response:
+                if response.status != 200:
+                    return None
+                body = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
             return None
         name = body.get("model_file") if isinstance(body, dict) else None
         return os.path.basename(name) if isinstance(name, str) and name else None
+
+    async def active_name(self) -> str | None:
+        """The model file the running Rasa serves (None when no server answers);
+        with several servers, the one the first answering server serves."""
+        return next((name for name in (await self.served()).values() if name), None)
 
     # --- listing -------------------------------------------------------------------------
 
@@ -140,7 +151,8 @@ class ModelRegistry:
 
     async def listing(self) -> dict[str, Any]:
         files = self.files()
-        active = await self.active_name()
+        served = await self.served()
+        active = next((name for name in served.values() if name), None)
         async with self.server.store.reading() as session:
             rows = {r.name: r for r in (await session.execute(select(BotModel))).scalars()}
             activations = (await session.execute(
@@ -171,7 +183,11 @@ class ModelRegistry:
             })
         models.sort(key=lambda m: m["trained_at"], reverse=True)
         return {"active": active, "models": models,
-                "rasa_answers": active is not None}
+                "rasa_answers": active is not None,
+                # Several Rasa servers that do not all serve one model (one was down during
+                # an activation, or restarted on another file): activating again mends it.
+                "servers": [{"url": url, "model": name} for url, name in served.items()],
+                "servers_differ": len(set(served.values())) > 1}
 
     # --- activation ------------------------------------------------------------------------
 
@@ -185,18 +201,15 @@ class ModelRegistry:
         async with self._turn() as got:
             if not got:
                 raise ActivationBusy("another activation is in progress")
-            previous = await self.active_name()
+            before = await self.served()
+            previous = next((n for n in before.values() if n), None)
             # Rasa loads the file from where it lies (a candidate stays in candidates/):
             # only a model Rasa accepted becomes the one a restart serves. A refused
             # one leaves the model directory, and so latest_model(), as it was.
             started = time.monotonic()
             async with self.flag.raised():
-                await self._put_model(path)
-                now_active = await self.active_name()
+                await self._load_everywhere(path, before)
             swap_secs = time.monotonic() - started
-            if now_active != name:
-                raise ActivationError(f"Rasa serves {now_active} after loading {name}; "
-                                      f"{name} was not made the model served after a restart")
             try:
                 await asyncio.to_thread(self._promote, path)
             except OSError as exc:
@@ -207,26 +220,26 @@ class ModelRegistry:
                 tx.session.add(ModelActivation(model_name=name, previous_model=previous, at=utcnow(),
                                                staff_id=staff.id, staff_name=staff.name,
                                                swap_secs=round(swap_secs, 3)))
-            await asyncio.to_thread(self._prune, name)
+            await asyncio.to_thread(self._prune, {name})
         log.info("model %s activated (was %s) in %.1f s", name, previous, swap_secs)
         return {"model": name, "previous": previous, "swap_secs": round(swap_secs, 3)}
 
     async def prune(self) -> None:
         """Delete old model files (see ``_prune``); skipped while an activation runs
-        in any process (it prunes when done) and when Rasa does not say which
-        model it serves."""
+        in any process (it prunes when done) and when a Rasa server does not say
+        which model it serves."""
         if self._lock.locked():
             return
         async with self._turn() as got:
-            active = await self.active_name() if got else None
-            if active is not None:
-                await asyncio.to_thread(self._prune, active)
+            served = list((await self.served()).values()) if got else [None]
+            if None not in served:
+                await asyncio.to_thread(self._prune, set(served))
 
-    def _prune(self, active: str) -> None:
+    def _prune(self, active: set[str]) -> None:
         """Keep the ``admin_keep_models`` newest files of the model directory (the
         most recently activated: file times follow activations, see _make_newest)
-        and as many of candidates/ (trained, never activated), and ``active``;
-        delete the rest with their .json."""
+        and as many of candidates/ (trained, never activated), and the ``active``
+        ones; delete the rest with their .json."""
         keep = self.settings.admin_keep_models
         if keep <= 0:
             return
@@ -235,7 +248,7 @@ class ModelRegistry:
             if not folder.is_dir():
                 continue
             files = sorted(folder.glob("*" + MODEL_SUFFIX), key=_mtime, reverse=True)
-            for path in [p for p in files if p.name != active][keep:]:
+            for path in [p for p in files if p.name not in active][keep:]:
                 try:
                     path.unlink(missing_ok=True)
                     path.with_name(model_stem(path) + ".json").unlink(missing_ok=True)
@@ -260,19 +273,51 @@ class ModelRegistry:
         _make_newest(target)
         return target
 
-    async def _put_model(self, path: Path) -> None:
+    async def _load_everywhere(self, path: Path, before: dict[str, str | None]) -> None:
+        """Have every Rasa server load ``path``, one after another, so that the others
+        go on parsing while one loads (this process's parses avoid the loading one). When one refuses or fails, the servers that
+        had already loaded it go back to the model they had, and nothing is promoted."""
+        loaded: list[str] = []
+        try:
+            several = len(self.settings.rasa_urls) > 1
+            for url in self.settings.rasa_urls:
+                held = self.nlu.held_back(url) if several and self.nlu is not None else contextlib.nullcontext()
+                with held:
+                    await self._put_model(url, path)
+                loaded.append(url)
+            after = await self.served()
+            wrong = {url: served for url, served in after.items() if served != path.name}
+            if wrong:
+                raise ActivationError("Rasa serves " + ", ".join(
+                    f"{served} at {url}" for url, served in wrong.items())
+                    + f" after loading {path.name}; {path.name} was not made the model served after a restart")
+        except ActivationError:
+            for url in loaded:
+                await self._restore(url, before.get(url))
+            raise
+
+    async def _restore(self, url: str, name: str | None) -> None:
+        previous = self.path_of(name) if name else None
+        if previous is None:
+            log.error("Rasa at %s was left on the refused model: its previous one (%s) is not on disk",
+                      url, name)
+            return
+        try:
+            await self._put_model(url, previous)
+        except ActivationError as exc:
+            log.error("Rasa at %s could not go back to %s: %s", url, name, exc)
+
+    async def _put_model(self, url: str, path: Path) -> None:
         timeout = aiohttp.ClientTimeout(total=ACTIVATION_TIMEOUT_SECS)
-        url = self.settings.rasa_url.rstrip("/") + "/model"
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.put(url, json={"model_file": str(path.resolve())},
+                async with session.put(url + "/model", json={"model_file": str(path.resolve())},
                                        params=self._params()) as response:
                     if response.status not in (200, 204):
                         detail = (await response.text())[:300]
-                        raise ActivationError(f"Rasa answered HTTP {response.status}: {detail}")
+                        raise ActivationError(f"Rasa at {url} answered HTTP {response.status}: {detail}")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise ActivationError(f"Rasa at {self.settings.rasa_url} did not load the model: "
-                                  f"{type(exc).__name__}") from exc
+            raise ActivationError(f"Rasa at {url} did not load the model: {type(exc).__name__}") from exc
 
 
 def _mtime(path: Path) -> float:

@@ -299,6 +299,43 @@ async def test_an_accepted_model_becomes_the_one_a_restart_serves(launch, sqlite
         await admin.close()
 
 
+async def test_several_rasa_servers_load_a_model_in_turn_and_go_back_together(
+        launch, sqlite_settings, model_dir, stand_in):
+    second = await StandInRasa("/models/" + OLD).start()
+    try:
+        server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir),
+                              POLKU_RASA_URL=f"{stand_in.url},{second.url}")
+        admin = await AdminClient.sign_in(server)
+        try:
+            # The second server refuses: the first, which had loaded it, goes back to the old model.
+            second.refuse = True
+            failed = await admin.post(f"/admin/api/models/{NEW}/activate", expect=502)
+            assert second.url in failed["detail"] and "HTTP 400" in failed["detail"]
+            candidate = str(model_dir / "candidates" / NEW)
+            assert stand_in.loads == [(candidate, True), (str(model_dir / OLD), True)]
+            assert stand_in.serving.endswith(OLD) and second.serving.endswith(OLD)
+            assert latest_model(model_dir).name == OLD and await server.count("admin_model_activations") == 0
+
+            # Both accept: both serve it, one after the other; only then is it promoted.
+            second.refuse = False
+            result = await admin.post(f"/admin/api/models/{NEW}/activate")
+            assert result["model"] == NEW and result["previous"] == OLD
+            assert stand_in.loads[-1] == (candidate, True) and second.loads[-1] == (candidate, True)
+            assert latest_model(model_dir).name == NEW
+            listing = await admin.get("/admin/api/models")
+            assert listing["servers_differ"] is False
+            assert [s["model"] for s in listing["servers"]] == [NEW, NEW]
+
+            # One server restarted on the old file: the page says the servers differ.
+            second.serving = "/models/" + OLD
+            listing = await admin.get("/admin/api/models")
+            assert listing["servers_differ"] is True and listing["active"] == NEW
+        finally:
+            await admin.close()
+    finally:
+        await second.stop()
+
+
 async def test_old_model_files_are_deleted_after_an_activation_and_a_retrain(
         launch, sqlite_settings, model_dir, stand_in, monkeypatch):
     # Besides the fixture's active OLD and candidate NEW: earlier activated models and
@@ -447,3 +484,37 @@ async def _put_model(url, path) -> float:
         async with session.put(url + "/model", json={"model_file": str(path)}) as response:
             assert response.status == 204
     return time.monotonic() - started
+
+
+@pytest.mark.rasa
+async def test_two_rasa_servers_load_a_model_in_turn_while_residents_chat(
+        launch, sqlite_settings, rasa_model, rasa_url, second_rasa_url, models, connect):
+    urls = f"{rasa_url},{second_rasa_url}"
+    settings = {**sqlite_settings, "POLKU_RASA_URL": urls, "POLKU_RASA_TIMEOUT_SECS": 1.0,
+                "POLKU_MODEL_DIR": str(models), "POLKU_RATE_SESSION_PER_MIN": 100_000,
+                "POLKU_RATE_ADDRESS_PER_MIN": 100_000}
+    server = await launch(settings, bot=OWN_BOT)
+    admin = await AdminClient.sign_in(server)
+    try:
+        stop = asyncio.Event()
+        answers: list = []
+        residents = [asyncio.create_task(chatter(server, connect, stop, answers)) for _ in range(2)]
+        await asyncio.sleep(1.0)
+        result = await admin.post("/admin/api/models/polku-20260102-000000.tar.gz/activate")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.gather(*residents)
+        listing = await admin.get("/admin/api/models")
+        assert [s["model"] for s in listing["servers"]] == ["polku-20260102-000000.tar.gz"] * 2
+        assert listing["servers_differ"] is False
+        slow = sorted(seconds for seconds, _ in answers if seconds > 1.0)
+        print(f"\nrolling activation over two Rasa servers: swap {result['swap_secs']:.2f} s for both; "
+              f"{len(answers)} answers during it, {len(slow)} slower than 1 s: {slow}")
+        # While one server loaded, this process's parses went to the other: nobody waited for a load.
+        assert result["swap_secs"] > 2.0 and len(answers) >= 10
+        assert not slow
+        assert await server.sql("SELECT count(*) FROM messages WHERE response_id = 'nlu_unavailable'") == [(0,)]
+    finally:
+        await admin.close()
+        async with aiohttp.ClientSession() as session:  # the shared second server goes back too
+            await session.put(second_rasa_url + "/model", json={"model_file": str(rasa_model)})

@@ -111,6 +111,7 @@ const TEXTS = {
     activatedBy: "Otettu käyttöön", status: "Tila", inUse: "Käytössä", candidate: "Uusi, ei käytössä",
     activate: "Ota käyttöön", activateLabel: "Ota käyttöön malli {name}",
     rasaDown: "Kielimallipalvelin ei vastaa juuri nyt.",
+    serversDiffer: "Kaikki kielimallipalvelimet eivät käytä samaa mallia, tai jokin niistä ei vastaa. Ota haluamasi malli käyttöön uudelleen, niin se ladataan jokaiselle palvelimelle.",
     noModels: "Ei malleja.",
     // inbox
     inboxIntro: "Asukkaiden viestit, joita botti ei ymmärtänyt tai joista se oli epävarma, samankaltaiset ryhmiteltyinä. Lisää viesti oikean aiheen esimerkiksi tai ohita se. Tekstit on jo tallennettu ilman henkilötunnuksia ja puhelinnumeroita; tarkista teksti ennen lisäämistä.",
@@ -201,6 +202,8 @@ const TEXTS = {
     m_queue_wait_secs: "Kötider", m_queue_outcomes: "Hur kön slutade", m_callback_requests: "Begäranden om återuppringning per dag",
     m_counsellor_tags: "Handledarnas ämnesmärkningar",
     runNow: "Radera gamla samtal nu", exportConversation: "Exportera uppgifterna", deleteConversation: "Radera samtalet",
+    rasaDown: "Språkmodellservern svarar inte just nu.",
+    serversDiffer: "Alla språkmodellservrar använder inte samma modell, eller någon av dem svarar inte. Ta i bruk den modell du vill ha på nytt, så laddas den på varje server.",
   },
   en: {
     appTitle: "Polku chat · Admin", skip: "Skip to content", navLabel: "Admin sections", signOut: "Sign out",
@@ -261,6 +264,7 @@ const TEXTS = {
     modelName: "Model", trainedAt: "Trained", examplesN: "Examples", accuracy: "Accuracy", activatedBy: "Activated",
     status: "Status", inUse: "In use", candidate: "New, not in use", activate: "Activate",
     activateLabel: "Activate model {name}", rasaDown: "The language model server does not answer right now.",
+    serversDiffer: "Not every language model server uses the same model, or one of them does not answer. Activate the model you want again, and it is loaded on every server.",
     noModels: "No models.",
     inboxIntro: "Resident messages the bot did not understand or was unsure of, similar ones grouped. Add a message as an example of the right topic, or dismiss it. The texts are stored without identity codes and phone numbers; check the text before adding it.",
     inboxEmpty: "Nothing to handle.", inboxTotal: "{n} messages in {g} groups", groupHeading: "{n} similar messages",

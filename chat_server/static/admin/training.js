@@ -21,6 +21,7 @@ export async function render(view) {
     clear(modelsBox);
     modelsBox.append(el("h2", { id: "models-heading" }, t("models")), el("p", { class: "hint" }, t("modelsIntro")));
     if (!listing.rasa_answers) modelsBox.append(el("p", { class: "note" }, t("rasaDown")));
+    else if (listing.servers_differ) modelsBox.append(el("p", { class: "note" }, t("serversDiffer")));
     if (!listing.models.length) {
       modelsBox.append(el("p", { class: "empty" }, t("noModels")));
       return listing;
@@ -33,8 +34,8 @@ export async function render(view) {
       el("td", {}, model.accuracy === null ? "–" : percent(model.accuracy)),
       el("td", {}, model.activated_at ? `${formatTime(model.activated_at)} (${model.activated_by})` : "–"),
       el("td", {}, model.active ? el("strong", { class: "badge badge--ok" }, t("inUse")) : model.candidate ? t("candidate") : ""),
-      el("td", {}, model.active ? "" : activateButton(model.name, "button button--small", t("activate"),
-        t("activateLabel", { name: model.name }))));
+      el("td", {}, model.active && !listing.servers_differ ? "" : activateButton(model.name, "button button--small",
+        t("activate"), t("activateLabel", { name: model.name }))));
     const table = el("table", { class: "table models" },
       el("caption", { class: "visually-hidden" }, t("models")),
       el("thead", {}, el("tr", {}, headings.map((h) => el("th", { scope: "col" }, h)))),
