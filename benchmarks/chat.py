@@ -76,7 +76,8 @@ class Options:
     database: str = "sqlite"  # of the single-process server: sqlite (the embedded default) or postgresql
     connect_rate: float = 400.0
     seed: int = 20261123
-    rasa_url: str | None = None  # an NLU Rasa server to use instead of starting one
+    rasa_url: str | None = None  # NLU Rasa server(s) to use instead of starting them (comma-separated)
+    rasa_processes: int = 0  # NLU Rasa processes to start for our server; 0: as many as POLKU_RASA_URL lists
     server_root: str | None = None  # a checkout whose chat_server/ and bot/ to serve (a candidate fix)
     out: str | None = None  # where the JSON results go (default var/bench/chat-<time>.json)
     quiet: bool = False
@@ -412,7 +413,7 @@ class Bench:
         self.out = out
         self.settings = Settings()
         self.tmp = Path(tempfile.mkdtemp(prefix="polku-bench-chat-"))
-        self.rasa_nlu: RasaProcess | None = None
+        self.rasa_nlus: list[RasaProcess] = []
         self.reference: RasaProcess | None = None
         self.nlu_url = options.rasa_url
         self.workers: list = []
@@ -437,15 +438,18 @@ class Bench:
             ref_model, credentials = srv.reference_model(self.settings, self.log)
         if self.nlu_url is None:
             model = srv.nlu_model(self.settings, self.log)
-            self.log(f"Starting Rasa (NLU for our server) on {model.name} ...")
-            self.rasa_nlu = srv.start_rasa(self.settings, model, self.tmp, "rasa-nlu")
+            count = self.o.rasa_processes or len(self.settings.rasa_urls)
+            self.log(f"Starting {count} Rasa process(es) (NLU for our server) on {model.name} ...")
+            self.rasa_nlus = [srv.start_rasa(self.settings, model, self.tmp, f"rasa-nlu-{i + 1}")
+                              for i in range(count)]
         if need_reference:
             self.log(f"Starting stock `rasa run` with the socketio channel on {ref_model.parent.name} ...")
             self.reference = srv.start_rasa(self.settings, ref_model, self.tmp, "rasa-reference",
                                             extra_args=("--credentials", str(credentials)))
-        if self.rasa_nlu is not None:
-            self.rasa_nlu.wait_ready()
-            self.nlu_url = self.rasa_nlu.url
+        if self.rasa_nlus:
+            for process in self.rasa_nlus:
+                process.wait_ready()
+            self.nlu_url = ",".join(process.url for process in self.rasa_nlus)
         if self.reference is not None:
             self.reference.wait_ready()
         self.texts = asyncio.run(self._select_texts())
@@ -490,7 +494,8 @@ class Bench:
         return servers
 
     def ours_target(self, servers: list[srv.ChatServerProcess], name: str) -> Target:
-        helpers = {"rasa-nlu": self.rasa_nlu.proc.pid} if self.rasa_nlu is not None and self.rasa_nlu.proc else {}
+        helpers = {f"rasa-nlu-{i + 1}" if len(self.rasa_nlus) > 1 else "rasa-nlu": process.proc.pid
+                   for i, process in enumerate(self.rasa_nlus) if process.proc}
         return Target(name, POLKU, [s.url for s in servers], [s.pid for s in servers], helpers)
 
     def reference_target(self) -> Target:
@@ -674,7 +679,7 @@ class Bench:
             worker.close()
         for server in self.servers:
             server.stop()
-        for process in (self.reference, self.rasa_nlu):
+        for process in (self.reference, *self.rasa_nlus):
             if process is not None:
                 process.stop()
         self.results["server_logs"] = str(self.tmp)
@@ -706,7 +711,10 @@ def add_arguments(parser) -> None:
                              "database is made and dropped)")
     parser.add_argument("--no-compress", action="store_true",
                         help="do not offer websocket permessage-deflate (browsers offer it)")
-    parser.add_argument("--rasa-url", default=None, help="an NLU Rasa server for our chat server to use")
+    parser.add_argument("--rasa-url", default=None,
+                        help="NLU Rasa server(s) for our chat server to use, comma-separated (none are started)")
+    parser.add_argument("--rasa-processes", type=int, default=0,
+                        help="NLU Rasa processes to start for our server (default: as many as POLKU_RASA_URL lists)")
     parser.add_argument("--server-root", default=None,
                         help="serve chat_server/ and bot/ of this checkout instead (to measure a candidate fix)")
     parser.add_argument("--seed", type=int, default=20261123)
@@ -719,7 +727,8 @@ def options_from_args(args) -> Options:
                    sat_levels=tuple(int(x) for x in str(args.sat_levels).split(",") if x.strip()),
                    sat_step=args.sat_step, conversation_messages=args.conversation_messages,
                    answer_timeout=args.answer_timeout, client_procs=args.client_procs,
-                   compress=not args.no_compress, rasa_url=args.rasa_url, seed=args.seed, out=args.out,
+                   compress=not args.no_compress, rasa_url=args.rasa_url,
+                   rasa_processes=args.rasa_processes, seed=args.seed, out=args.out,
                    server_root=args.server_root, database=args.database)
 
 

@@ -24,7 +24,7 @@ async def _run(settings: Settings, rounds: int, concurrency: int) -> None:
     items = yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "heldout.yml").read_text(encoding="utf-8"))
     texts = [item["text"] for item in items]
     bot = Bot.from_settings(settings)
-    url = settings.rasa_url.rstrip("/") + "/model/parse"
+    url = settings.rasa_urls[0] + "/model/parse"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
 
         async def rasa_direct(text: str) -> None:
@@ -73,10 +73,12 @@ async def _run(settings: Settings, rounds: int, concurrency: int) -> None:
 
 
 def main(args) -> None:
+    # One Rasa server for both paths: this compares our path's overhead, not two servers with one.
     settings = Settings()
+    settings = settings.replace(POLKU_RASA_URL=settings.rasa_urls[0])
     started = ensure_rasa(settings, log=print)
     try:
         asyncio.run(_run(settings, args.rounds, args.concurrency))
     finally:
-        if started:
-            started.stop()
+        for process in started:
+            process.stop()

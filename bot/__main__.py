@@ -7,12 +7,13 @@ import asyncio
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .content import Content, ContentError
 from .evaluation import Report, heldout_cases, split_cases
 from .policy import Bot
-from .rasa_server import RasaProcess, ensure_model, ensure_rasa, free_port
+from .rasa_server import RasaProcess, ensure_model, ensure_rasa, free_port, rasa_answers
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
 from .training import TrainingError, load_heldout, train
 from .types import DialogueState
@@ -43,7 +44,13 @@ async def _parse_lines(bot: Bot, lines, ui_language: str | None) -> None:
 def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     """Run `work(bot)` against Rasa: `process` when given (stopped afterwards),
     else the configured server, or one started for the purpose."""
-    started = process if process is not None else ensure_rasa(settings, log=_err)
+    if process is not None:
+        started = [process]
+    else:
+        if not all(rasa_answers(url) for url in settings.rasa_urls):
+            # A command's few parses need one Rasa server, not every one a chat server would use.
+            settings = settings.replace(POLKU_RASA_URL=settings.rasa_urls[0])
+        started = ensure_rasa(settings, log=_err)
     bot = Bot.from_settings(settings)
 
     async def run():
@@ -55,8 +62,8 @@ def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     try:
         return asyncio.run(run())
     finally:
-        if started:
-            started.stop()
+        for one in started:
+            one.stop()
 
 
 def cmd_parse(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,18 +128,24 @@ def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
-    """Run Rasa in the foreground on the newest model (training one when there is none)."""
-    process = ensure_rasa(settings, log=_err)
-    if process is None:
-        _err(f"Rasa already answers at {settings.rasa_url}")
+    """Run Rasa in the foreground on the newest model (training one when there is none):
+    one process for each of POLKU_RASA_URL's servers that does not answer yet."""
+    processes = ensure_rasa(settings, log=_err)
+    if not processes:
+        _err(f"Rasa already answers at {', '.join(settings.rasa_urls)}")
         return 0
-    _err(f"Rasa ready at {process.url}")
+    _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
     try:
-        process.proc.wait()
+        while all(p.proc.poll() is None for p in processes):
+            time.sleep(0.5)
+        for process in processes:
+            if process.proc.poll() is not None:
+                _err(f"Rasa at {process.url} exited with {process.proc.returncode}; see {process.log_path}")
     except KeyboardInterrupt:
         pass
     finally:
-        process.stop()
+        for process in processes:
+            process.stop()
     return 0
 
 

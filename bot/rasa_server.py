@@ -94,15 +94,29 @@ def ensure_model(settings: Settings, log=print) -> Path:
     return model
 
 
-def ensure_rasa(settings: Settings, log=print) -> RasaProcess | None:
-    """Use the configured Rasa server when it answers; otherwise start one on
-    the newest model at the configured URL's port. Returns the process we
-    started (the caller stops it), or None when one was already running."""
-    if rasa_answers(settings.rasa_url):
-        return None
-    parsed = urlparse(settings.rasa_url)
-    if parsed.hostname not in ("127.0.0.1", "localhost"):
-        raise TrainingError(f"Rasa at {settings.rasa_url} does not answer and is not local; start it there.")
+def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
+    """Use the configured Rasa servers that answer; start one on the newest model
+    at each other one's port (they load side by side). Returns the processes we
+    started (the caller stops them), none when all were already running."""
+    missing = [url for url in settings.rasa_urls if not rasa_answers(url)]
+    for url in missing:
+        if urlparse(url).hostname not in ("127.0.0.1", "localhost"):
+            raise TrainingError(f"Rasa at {url} does not answer and is not local; start it there.")
+    if not missing:
+        return []
     model = ensure_model(settings, log)
-    log(f"Starting Rasa on {model.name} at {settings.rasa_url} (about 20 s)...")
-    return RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname).start().wait_ready()
+    log(f"Starting Rasa on {model.name} at {', '.join(missing)} (about 20 s)...")
+    processes = []
+    try:
+        for i, url in enumerate(missing):
+            parsed = urlparse(url)
+            log_path = settings.data_dir / ("rasa.log" if i == 0 else f"rasa-{parsed.port or 5005}.log")
+            processes.append(RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname,
+                                         log_path=log_path).start())
+        for process in processes:
+            process.wait_ready()
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
+    return processes
