@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -15,7 +16,7 @@ from .evaluation import Report, heldout_cases, split_cases
 from .policy import Bot
 from .rasa_server import RasaProcess, ensure_model, ensure_rasa, free_port, rasa_answers
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
-from .training import TrainingError, load_heldout, train
+from .training import TrainingError, latest_model, load_heldout, train
 from .types import DialogueState
 
 DEFAULT_HELDOUT = PROJECT_ROOT / "tests" / "data" / "heldout.yml"
@@ -127,20 +128,46 @@ def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# A Rasa process that exits is started again (the others answer meanwhile), unless
+# one has had to be restarted this many times within RESTART_WINDOW_SECS.
+MAX_RESTARTS = 3
+RESTART_WINDOW_SECS = 300.0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     """Run Rasa in the foreground on the newest model (training one when there is none):
-    one process for each of POLKU_RASA_URL's servers that does not answer yet."""
+    one process for each of POLKU_RASA_URL's servers that does not answer yet. A
+    process that exits is started again, on the newest model file (the one an
+    activation made newest), while the others go on answering."""
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the Rasa processes are stopped too
     processes = ensure_rasa(settings, log=_err)
     if not processes:
         _err(f"Rasa already answers at {', '.join(settings.rasa_urls)}")
         return 0
     _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
+    restarts: dict[int, list[float]] = {}
     try:
-        while all(p.proc.poll() is None for p in processes):
+        while True:
             time.sleep(0.5)
-        for process in processes:
-            if process.proc.poll() is not None:
-                _err(f"Rasa at {process.url} exited with {process.proc.returncode}; see {process.log_path}")
+            for i, process in enumerate(processes):
+                if process.proc.poll() is None:
+                    continue
+                now = time.monotonic()
+                recent = [t for t in restarts.get(process.port, []) if now - t < RESTART_WINDOW_SECS]
+                if len(recent) >= MAX_RESTARTS:
+                    _err(f"Rasa at {process.url} exited {len(recent) + 1} times in a few minutes; "
+                         f"giving up. See {process.log_path}")
+                    return 1
+                restarts[process.port] = recent + [now]
+                model = latest_model(settings.model_dir) or process.model
+                _err(f"Rasa at {process.url} exited with {process.proc.returncode}; starting it again "
+                     f"on {model.name} (see {process.log_path})")
+                processes[i] = RasaProcess(settings, model, process.port, host=process.host,
+                                           log_path=process.log_path).start()
     except KeyboardInterrupt:
         pass
     finally:

@@ -275,18 +275,27 @@ class ModelRegistry:
 
     async def _load_everywhere(self, path: Path, before: dict[str, str | None]) -> None:
         """Have every Rasa server load ``path``, one after another, so that the others
-        go on parsing while one loads (this process's parses avoid the loading one). When one refuses or fails, the servers that
-        had already loaded it go back to the model they had, and nothing is promoted."""
+        go on parsing while one loads (this process's parses avoid the loading one).
+        A server that does not answer is left out (restarted, it serves the newest
+        model file, which this one becomes); when none answers, nothing is loaded.
+        When one refuses or fails, the servers that had already loaded it go back to
+        the model they had, and nothing is promoted."""
+        answering = [url for url, name in before.items() if name is not None]
+        if not answering:
+            raise ActivationError(f"Rasa at {', '.join(before)} did not load the model: it does not answer")
+        for url in before:
+            if url not in answering:
+                log.warning("Rasa at %s does not answer: %s is loaded on the others", url, path.name)
         loaded: list[str] = []
         try:
-            several = len(self.settings.rasa_urls) > 1
-            for url in self.settings.rasa_urls:
-                held = self.nlu.held_back(url) if several and self.nlu is not None else contextlib.nullcontext()
+            for url in answering:
+                held = (self.nlu.held_back(url) if len(answering) > 1 and self.nlu is not None
+                        else contextlib.nullcontext())
                 with held:
                     await self._put_model(url, path)
                 loaded.append(url)
             after = await self.served()
-            wrong = {url: served for url, served in after.items() if served != path.name}
+            wrong = {url: after.get(url) for url in loaded if after.get(url) != path.name}
             if wrong:
                 raise ActivationError("Rasa serves " + ", ".join(
                     f"{served} at {url}" for url, served in wrong.items())

@@ -336,6 +336,25 @@ async def test_several_rasa_servers_load_a_model_in_turn_and_go_back_together(
         await second.stop()
 
 
+async def test_a_rasa_server_that_is_down_is_left_out_of_an_activation(
+        launch, sqlite_settings, model_dir, stand_in, closed_rasa_url):
+    server = await launch(sqlite_settings, POLKU_MODEL_DIR=str(model_dir),
+                          POLKU_RASA_URL=f"{closed_rasa_url},{stand_in.url}")
+    admin = await AdminClient.sign_in(server)
+    try:
+        result = await admin.post(f"/admin/api/models/{NEW}/activate")
+        assert result["model"] == NEW and result["previous"] == OLD
+        assert stand_in.serving.endswith(NEW)
+        # Restarted, the one that was down serves the newest file: the model just activated.
+        assert latest_model(model_dir).name == NEW
+        listing = await admin.get("/admin/api/models")
+        assert listing["servers"] == [{"url": closed_rasa_url, "model": None},
+                                      {"url": stand_in.url, "model": NEW}]
+        assert listing["servers_differ"] is True and listing["active"] == NEW
+    finally:
+        await admin.close()
+
+
 async def test_old_model_files_are_deleted_after_an_activation_and_a_retrain(
         launch, sqlite_settings, model_dir, stand_in, monkeypatch):
     # Besides the fixture's active OLD and candidate NEW: earlier activated models and
