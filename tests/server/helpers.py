@@ -29,6 +29,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class StandIn:
+    """A small aiohttp server on a free port playing another service (Rasa's HTTP
+    API in the tests); subclasses add their routes in ``routes``."""
+
+    url = ""
+    _runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def start(self):
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
 @dataclass
 class RunningServer:
     app: web.Application

@@ -22,7 +22,7 @@ from bot.training import TrainedModel, latest_model
 from chat_server.admin import training_jobs
 
 from .admin_support import AdminClient, admin_of
-from .helpers import OWN_BOT, free_port
+from .helpers import OWN_BOT, StandIn
 
 QUESTIONS = ("miten haetaan toimeentulotukea", "tarvitsen apua vuokran kanssa", "hur ansöker jag om utkomststöd",
              "I have debts I cannot pay", "hei", "kiitos")
@@ -178,29 +178,17 @@ OLD = "polku-20260101-000000.tar.gz"
 NEW = "polku-20990101-000000.tar.gz"
 
 
-class StandInRasa:
+class StandInRasa(StandIn):
     """GET /status and PUT /model as Rasa answers them; ``refuse`` plays a model Rasa cannot load."""
 
     def __init__(self, serving: str) -> None:
         self.serving = serving
         self.refuse = False
         self.loads: list[tuple[str, bool]] = []  # (model_file asked for, whether it existed there)
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> "StandInRasa":
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/status", self.status)
         app.router.add_put("/model", self.load)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({"model_file": self.serving})

@@ -15,10 +15,10 @@ from aiohttp import web
 from bot.nlu import NluUnavailable, RasaClient, split_urls
 from bot.settings import Settings, SettingsError
 
-from .helpers import OWN_BOT, free_port
+from .helpers import OWN_BOT, StandIn, free_port
 
 
-class StandInParser:
+class StandInParser(StandIn):
     """``/model/parse`` and ``/status`` as Rasa answers them; ``delay`` plays a
     slow server, ``no_model`` one that has no model loaded."""
 
@@ -26,22 +26,10 @@ class StandInParser:
         self.delay = delay
         self.no_model = no_model
         self.parses = 0
-        self.url = ""
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> "StandInParser":
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/model/parse", self.parse)
         app.router.add_get("/status", self.status)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", port).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
 
     async def parse(self, request: web.Request) -> web.Response:
         self.parses += 1
