@@ -65,6 +65,9 @@ class Admin:
         await self.content.prime()
         self._tasks = [asyncio.create_task(self.content.watch(), name="admin-content-watch"),
                        asyncio.create_task(self.retention.loop(), name="admin-retention")]
+        if self._guarded is not None and server.redis is not None and len(server.settings.rasa_urls) > 1:
+            self._tasks.append(asyncio.create_task(self.flag.watch_loading(self._guarded),
+                                                   name="admin-rasa-loading-watch"))
 
     async def stop(self) -> None:
         for task in self._tasks:

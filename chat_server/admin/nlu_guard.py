@@ -12,12 +12,15 @@ is this process's own and, with Redis, every process's: a process that did
 not know of the activation sees its parse time out, finds the flag in Redis
 and asks again, patiently. The flag outlives the swap by a few seconds, for
 parses that were sent just before it ended. With several Rasa servers, they
-load the model one after another, and this process's parses go to the
-others meanwhile (``held_back``); other processes' parses wait patiently.
+load the model one after another, and every process's parses go to the
+others meanwhile: the activating one's at once (``held_back``), the other
+processes' once they see the loading server in Redis (``watch_loading``,
+within half a second).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -32,10 +35,14 @@ ACTIVATION_FLAG_TTL_SECS = 300  # an activation that died leaves no flag behind 
 ACTIVATION_GRACE_SECS = 5.0
 
 
+LOADING_POLL_SECS = 0.5
+
+
 class ActivationFlag:
     def __init__(self, redis: Any = None, prefix: str = "polku:") -> None:
         self.redis = redis
         self.key = prefix + "admin:model-activation"
+        self.loading_key = prefix + "admin:model-loading"  # the Rasa server loading a model now
         self._local_until = 0.0
         self._local_active = 0
 
@@ -70,6 +77,41 @@ class ActivationFlag:
                     await self.redis.set(self.key, "1", ex=int(ACTIVATION_GRACE_SECS))
                 except Exception as exc:
                     log.warning("could not lower the activation flag: %s", type(exc).__name__)
+
+
+    async def loading(self, url: str | None) -> None:
+        """Tell every process which Rasa server is loading a model (None: none is)."""
+        if self.redis is None:
+            return
+        try:
+            if url is None:
+                await self.redis.delete(self.loading_key)
+            else:
+                await self.redis.set(self.loading_key, url, ex=ACTIVATION_FLAG_TTL_SECS)
+        except Exception as exc:  # the others' parses then wait patiently, as with one server
+            log.warning("could not share which Rasa server is loading: %s", type(exc).__name__)
+
+    async def watch_loading(self, nlu: "GuardedNlu") -> None:
+        """Keep this process's parses away from the Rasa server another process is
+        having load a model (polls Redis every LOADING_POLL_SECS; runs until cancelled)."""
+        held = contextlib.ExitStack()
+        current: str | None = None
+        try:
+            while True:
+                try:
+                    value = await self.redis.get(self.loading_key)
+                    url = value.decode() if isinstance(value, bytes) else value
+                except Exception:  # Redis down: nothing is held back
+                    url = None
+                if url != current:
+                    held.close()
+                    held = contextlib.ExitStack()
+                    if url:
+                        held.enter_context(nlu.held_back(url))
+                    current = url
+                await asyncio.sleep(LOADING_POLL_SECS)
+        finally:
+            held.close()
 
 
 class GuardedNlu:

@@ -34,7 +34,7 @@ from ..admin_models import BotModel, ModelActivation
 from ..models import utcnow
 from .changes import StaffRef
 from .locks import cluster_lock
-from .nlu_guard import ActivationFlag
+from .nlu_guard import LOADING_POLL_SECS, ActivationFlag
 
 log = logging.getLogger(__name__)
 
@@ -287,12 +287,19 @@ class ModelRegistry:
             if url not in answering:
                 log.warning("Rasa at %s does not answer: %s is loaded on the others", url, path.name)
         loaded: list[str] = []
+        rolling = len(answering) > 1
         try:
             for url in answering:
-                held = (self.nlu.held_back(url) if len(answering) > 1 and self.nlu is not None
-                        else contextlib.nullcontext())
+                held = self.nlu.held_back(url) if rolling and self.nlu is not None else contextlib.nullcontext()
                 with held:
-                    await self._put_model(url, path)
+                    if rolling and self.flag.redis is not None:
+                        await self.flag.loading(url)  # the other processes' parses avoid it too,
+                        await asyncio.sleep(LOADING_POLL_SECS + 0.1)  # once they have looked
+                    try:
+                        await self._put_model(url, path)
+                    finally:
+                        if rolling:
+                            await self.flag.loading(None)
                 loaded.append(url)
             after = await self.served()
             wrong = {url: after.get(url) for url in loaded if after.get(url) != path.name}

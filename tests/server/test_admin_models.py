@@ -495,17 +495,19 @@ async def _put_model(url, path) -> float:
 
 @pytest.mark.rasa
 async def test_two_rasa_servers_load_a_model_in_turn_while_residents_chat(
-        launch, sqlite_settings, rasa_model, rasa_url, second_rasa_url, models, connect):
-    urls = f"{rasa_url},{second_rasa_url}"
-    settings = {**sqlite_settings, "POLKU_RASA_URL": urls, "POLKU_RASA_TIMEOUT_SECS": 1.0,
-                "POLKU_MODEL_DIR": str(models), "POLKU_RATE_SESSION_PER_MIN": 100_000,
-                "POLKU_RATE_ADDRESS_PER_MIN": 100_000}
-    server = await launch(settings, bot=OWN_BOT)
-    admin = await AdminClient.sign_in(server)
+        launch, postgres_settings, rasa_model, rasa_url, second_rasa_url, models, connect):
+    settings = {**postgres_settings, "POLKU_RASA_URL": f"{rasa_url},{second_rasa_url}",
+                "POLKU_RASA_TIMEOUT_SECS": 1.0, "POLKU_MODEL_DIR": str(models),
+                "POLKU_RATE_SESSION_PER_MIN": 100_000, "POLKU_RATE_ADDRESS_PER_MIN": 100_000}
+    first = await launch(settings, bot=OWN_BOT)
+    second = await launch(settings, bot=OWN_BOT)  # another process: it learns of the load through Redis
+    admin = await AdminClient.sign_in(first)
     try:
         stop = asyncio.Event()
-        answers: list = []
-        residents = [asyncio.create_task(chatter(server, connect, stop, answers)) for _ in range(2)]
+        on_first: list = []
+        on_second: list = []
+        residents = [asyncio.create_task(chatter(server, connect, stop, seen))
+                     for server, seen in ((first, on_first), (second, on_second), (second, on_second))]
         await asyncio.sleep(1.0)
         result = await admin.post("/admin/api/models/polku-20260102-000000.tar.gz/activate")
         await asyncio.sleep(0.5)
@@ -514,13 +516,17 @@ async def test_two_rasa_servers_load_a_model_in_turn_while_residents_chat(
         listing = await admin.get("/admin/api/models")
         assert [s["model"] for s in listing["servers"]] == ["polku-20260102-000000.tar.gz"] * 2
         assert listing["servers_differ"] is False
-        slow = sorted(seconds for seconds, _ in answers if seconds > 1.0)
+        slow = {name: sorted(round(sec, 2) for sec, _ in seen if sec > 1.0)
+                for name, seen in (("activating process", on_first), ("other process", on_second))}
         print(f"\nrolling activation over two Rasa servers: swap {result['swap_secs']:.2f} s for both; "
-              f"{len(answers)} answers during it, {len(slow)} slower than 1 s: {slow}")
-        # While one server loaded, this process's parses went to the other: nobody waited for a load.
-        assert result["swap_secs"] > 2.0 and len(answers) >= 10
-        assert not slow
-        assert await server.sql("SELECT count(*) FROM messages WHERE response_id = 'nlu_unavailable'") == [(0,)]
+              f"{len(on_first)} + {len(on_second)} answers during it; slower than 1 s: {slow}")
+        # While one server loaded, every process's parses went to the other: nobody waited for a load.
+        # (Without the Redis part the other process had 6 answers over 1 s, up to 3.2 s; one slow
+        # answer is let pass for a stall of a loaded machine.)
+        assert result["swap_secs"] > 2.0 and len(on_first) >= 5 and len(on_second) >= 10
+        assert all(len(times) <= 1 for times in slow.values()), slow
+        unavailable = await first.sql("SELECT count(*) FROM messages WHERE response_id = 'nlu_unavailable'")
+        assert unavailable == [(0,)]
     finally:
         await admin.close()
         async with aiohttp.ClientSession() as session:  # the shared second server goes back too
