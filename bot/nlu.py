@@ -91,7 +91,8 @@ class _Unanswered(NluUnavailable):
 class _Backend:
     """One Rasa server: its own keep-alive pool, and how busy and healthy it is."""
 
-    def __init__(self, url: str, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, index: int, url: str, timeout: aiohttp.ClientTimeout) -> None:
+        self.index = index  # its place in POLKU_RASA_URL
         self.url = url
         self.timeout = timeout
         self.in_flight = 0
@@ -135,8 +136,8 @@ class RasaClient:
         self.url = ",".join(self.urls)
         self.timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self.params = {"token": token} if token else {}
-        self.backends = [_Backend(u, self.timeout) for u in self.urls]
-        self._turn = 0
+        self.backends = [_Backend(i, u, self.timeout) for i, u in enumerate(self.urls)]
+        self._turn = 0  # spill_below=0: where ties start
 
     def _order(self) -> list[_Backend]:
         """The servers to try, in order; resting ones last.
@@ -152,15 +153,13 @@ class RasaClient:
         now = time.monotonic()
         up = [b for b in self.backends if b.resting_until <= now and not b.held]
         down = [b for b in self.backends if b.resting_until > now or b.held]
-        if self.spill_below:
-            if sum(b.in_flight for b in self.backends) < self.spill_below:
-                up.sort(key=lambda b: b.in_flight > 0)  # stable: idle ones first, in their order
-            return up + down
-        count = len(self.backends)
-        self._turn = (self._turn + 1) % count
-        ranked = sorted(enumerate(self.backends), key=lambda item: (
-            item[1].resting_until > now or item[1].held > 0, item[1].in_flight, (item[0] - self._turn) % count))
-        return [backend for _, backend in ranked]
+        if not self.spill_below:
+            count = len(self.backends)
+            self._turn = (self._turn + 1) % count
+            up.sort(key=lambda b: (b.in_flight, (b.index - self._turn) % count))  # ties take turns
+        elif sum(b.in_flight for b in self.backends) < self.spill_below:
+            up.sort(key=lambda b: b.in_flight > 0)  # stable: idle ones first, in their order
+        return up + down
 
     @contextlib.contextmanager
     def held_back(self, url: str):
@@ -196,10 +195,10 @@ class RasaClient:
                 if response.status != 200:
                     raise NluUnavailable(f"Rasa at {backend.url} answered HTTP {response.status}")
                 data = await response.json(content_type=None)
+        except aiohttp.ServerTimeoutError as exc:  # a connection error too, but it was parsing
+            raise NluUnavailable(f"Rasa at {backend.url} did not answer: {type(exc).__name__}") from exc
         except (aiohttp.ClientConnectionError, ConnectionError) as exc:
             # Refused or dropped before an answer: nothing was parsed, another server may.
-            if isinstance(exc, aiohttp.ServerTimeoutError):
-                raise NluUnavailable(f"Rasa at {backend.url} did not answer: {type(exc).__name__}") from exc
             raise _Unanswered(f"Rasa at {backend.url} did not answer: {type(exc).__name__}") from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise NluUnavailable(f"Rasa at {backend.url} did not answer: {type(exc).__name__}") from exc

@@ -108,9 +108,10 @@ def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
     log(f"Starting Rasa on {model.name} at {', '.join(missing)} (about 20 s)...")
     processes = []
     try:
-        for i, url in enumerate(missing):
+        for url in missing:
             parsed = urlparse(url)
-            log_path = settings.data_dir / ("rasa.log" if i == 0 else f"rasa-{parsed.port or 5005}.log")
+            first = url == settings.rasa_urls[0]
+            log_path = settings.data_dir / ("rasa.log" if first else f"rasa-{parsed.port or 5005}.log")
             processes.append(RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname,
                                          log_path=log_path).start())
         for process in processes:

@@ -104,8 +104,7 @@ class ActivationFlag:
                 except Exception:  # Redis down: nothing is held back
                     url = None
                 if url != current:
-                    held.close()
-                    held = contextlib.ExitStack()
+                    held.close()  # an ExitStack is empty and reusable after close()
                     if url:
                         held.enter_context(nlu.held_back(url))
                     current = url

@@ -128,7 +128,7 @@ class ModelRegistry:
     async def active_name(self) -> str | None:
         """The model file the running Rasa serves (None when no server answers);
         with several servers, the one the first answering server serves."""
-        return next((name for name in (await self.served()).values() if name), None)
+        return _first_served(await self.served())
 
     # --- listing -------------------------------------------------------------------------
 
@@ -152,7 +152,7 @@ class ModelRegistry:
     async def listing(self) -> dict[str, Any]:
         files = self.files()
         served = await self.served()
-        active = next((name for name in served.values() if name), None)
+        active = _first_served(served)
         async with self.server.store.reading() as session:
             rows = {r.name: r for r in (await session.execute(select(BotModel))).scalars()}
             activations = (await session.execute(
@@ -202,7 +202,7 @@ class ModelRegistry:
             if not got:
                 raise ActivationBusy("another activation is in progress")
             before = await self.served()
-            previous = next((n for n in before.values() if n), None)
+            previous = _first_served(before)
             # Rasa loads the file from where it lies (a candidate stays in candidates/):
             # only a model Rasa accepted becomes the one a restart serves. A refused
             # one leaves the model directory, and so latest_model(), as it was.
@@ -334,6 +334,11 @@ class ModelRegistry:
                         raise ActivationError(f"Rasa at {url} answered HTTP {response.status}: {detail}")
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ActivationError(f"Rasa at {url} did not load the model: {type(exc).__name__}") from exc
+
+
+def _first_served(served: dict[str, str | None]) -> str | None:
+    """The model of the first Rasa server that answers (what the page calls in use)."""
+    return next((name for name in served.values() if name), None)
 
 
 def _mtime(path: Path) -> float:
