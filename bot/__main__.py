@@ -14,7 +14,8 @@ from pathlib import Path
 from .content import Content, ContentError
 from .evaluation import Report, heldout_cases, split_cases
 from .policy import Bot
-from .rasa_server import RasaProcess, ensure_model, ensure_rasa, free_port, rasa_answers
+from .rasa_server import (RASA_READY_TIMEOUT_SECS, RasaProcess, ensure_model, ensure_rasa, free_port,
+                          rasa_answers, start_missing_rasa)
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
 from .training import TrainingError, latest_model, load_heldout, train
 from .types import DialogueState
@@ -141,15 +142,16 @@ def _interrupt(signum, frame):
 def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     """Run Rasa in the foreground on the newest model (training one when there is none):
     one process for each of POLKU_RASA_URL's servers that does not answer yet. A
-    process that exits is started again, on the newest model file (the one an
-    activation made newest), while the others go on answering."""
+    process that exits, before it is ready or after, is started again on the newest
+    model file (the one an activation made newest) while the others go on answering."""
     signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the Rasa processes are stopped too
-    processes = ensure_rasa(settings, log=_err)
+    processes = start_missing_rasa(settings, log=_err)
     if not processes:
         _err(f"Rasa already answers at {', '.join(settings.rasa_urls)}")
         return 0
-    _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
     restarts: dict[int, list[float]] = {}
+    waiting = True  # for every process to answer once, to say so
+    deadline = time.monotonic() + RASA_READY_TIMEOUT_SECS
     try:
         while True:
             time.sleep(0.5)
@@ -168,6 +170,13 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
                      f"on {model.name} (see {process.log_path})")
                 processes[i] = RasaProcess(settings, model, process.port, host=process.host,
                                            log_path=process.log_path).start()
+            if waiting and all(rasa_answers(p.url) for p in processes):
+                waiting = False
+                _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
+            elif waiting and time.monotonic() > deadline:
+                _err(f"Rasa did not become ready in {RASA_READY_TIMEOUT_SECS:.0f} s; see "
+                     + ", ".join(str(p.log_path) for p in processes))
+                return 1
     except KeyboardInterrupt:
         pass
     finally:

@@ -94,10 +94,10 @@ def ensure_model(settings: Settings, log=print) -> Path:
     return model
 
 
-def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
-    """Use the configured Rasa servers that answer; start one on the newest model
-    at each other one's port (they load side by side). Returns the processes we
-    started (the caller stops them), none when all were already running."""
+def start_missing_rasa(settings: Settings, log=print) -> list[RasaProcess]:
+    """Start a Rasa process on the newest model for each configured Rasa server that
+    does not answer, at its port (they load side by side); not waited for. None
+    when all answer already."""
     missing = [url for url in settings.rasa_urls if not rasa_answers(url)]
     for url in missing:
         if urlparse(url).hostname not in ("127.0.0.1", "localhost"):
@@ -107,13 +107,21 @@ def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
     model = ensure_model(settings, log)
     log(f"Starting Rasa on {model.name} at {', '.join(missing)} (about 20 s)...")
     processes = []
+    for url in missing:
+        parsed = urlparse(url)
+        first = url == settings.rasa_urls[0]
+        log_path = settings.data_dir / ("rasa.log" if first else f"rasa-{parsed.port or 5005}.log")
+        processes.append(RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname,
+                                     log_path=log_path).start())
+    return processes
+
+
+def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
+    """Use the configured Rasa servers that answer; start the others and wait until
+    they answer. Returns the processes we started (the caller stops them), none
+    when all were already running."""
+    processes = start_missing_rasa(settings, log)
     try:
-        for url in missing:
-            parsed = urlparse(url)
-            first = url == settings.rasa_urls[0]
-            log_path = settings.data_dir / ("rasa.log" if first else f"rasa-{parsed.port or 5005}.log")
-            processes.append(RasaProcess(settings, model, parsed.port or 5005, host=parsed.hostname,
-                                         log_path=log_path).start())
         for process in processes:
             process.wait_ready()
     except BaseException:

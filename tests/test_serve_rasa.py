@@ -20,18 +20,13 @@ from bot.settings import PROJECT_ROOT
 pytestmark = pytest.mark.rasa
 
 
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout:.0f} s")
+def _rasa_pids(port: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"rasa run --enable-api .* -p {port}( |$)"], capture_output=True, text=True)
+    return [int(pid) for pid in out.stdout.split()]
 
 
 def _rasa_pid(port: int) -> int:
-    out = subprocess.run(["pgrep", "-f", f"rasa run --enable-api .* -p {port}( |$)"], capture_output=True, text=True)
-    pids = [int(pid) for pid in out.stdout.split()]
+    pids = _rasa_pids(port)
     assert len(pids) == 1, f"Rasa processes on port {port}: {pids}"
     return pids[0]
 
@@ -51,14 +46,27 @@ def test_serve_rasa_starts_both_servers_restarts_one_that_dies_and_stops_both(ra
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     env = {**os.environ, "POLKU_RASA_URL": ",".join(urls), "POLKU_MODEL_DIR": str(models),
            "POLKU_DATA_DIR": str(tmp_path / "data")}
-    serve = subprocess.Popen([sys.executable, "-m", "bot", "serve-rasa"], cwd=PROJECT_ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out_path = tmp_path / "serve-rasa.out"
+    with open(out_path, "w") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "bot", "serve-rasa"], cwd=PROJECT_ROOT, env=env,
+                                 stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    def _wait(condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{what} within {timeout:.0f} s; serve-rasa said:\n{out_path.read_text()}")
+
     try:
-        _wait(lambda: all(rasa_answers(url) for url in urls), 240, "both Rasa servers did not answer")
-        assert "housing_allowance" in _parse(urls[1])
+        # Killed while it is still loading, before serve-rasa has seen it ready (once that
+        # stopped every Rasa process, when it raced with the wait for readiness).
+        _wait(lambda: _rasa_pids(ports[0]), 60, "the first Rasa process did not start")
         first = _rasa_pid(ports[0])
         os.kill(first, signal.SIGKILL)
         _wait(lambda: not rasa_answers(urls[0]), 10, "the killed Rasa still answered")
+        _wait(lambda: rasa_answers(urls[1]), 240, "the second Rasa server did not answer")
         assert "housing_allowance" in _parse(urls[1])  # the other one answers meanwhile
         _wait(lambda: rasa_answers(urls[0]), 240, "the killed Rasa was not started again")
         assert _rasa_pid(ports[0]) != first and serve.poll() is None
@@ -66,7 +74,8 @@ def test_serve_rasa_starts_both_servers_restarts_one_that_dies_and_stops_both(ra
         second = _rasa_pid(ports[1])
     finally:
         serve.send_signal(signal.SIGTERM)
-        output = serve.communicate(timeout=60)[0]
+        serve.wait(timeout=60)
+    output = out_path.read_text()
     assert "starting it again" in output, output
     # Stopped with SIGTERM (as ./polku's trap does), it stops its Rasa processes too.
     _wait(lambda: not any(rasa_answers(url) for url in urls), 30, "a Rasa server outlived serve-rasa")
