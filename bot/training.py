@@ -25,6 +25,7 @@ from .content import Content
 from .settings import PROJECT_ROOT, Settings
 
 RASA_CONFIG_TEMPLATE = PROJECT_ROOT / "bot" / "rasa" / "config.yml"
+RASA_COMPONENTS_DIR = PROJECT_ROOT / "bot" / "rasa"  # polku_components.py, imported by Rasa
 TRAINING_TIMEOUT_SECS = 1200
 MODEL_GLOB = "*.tar.gz"
 
@@ -34,9 +35,13 @@ class TrainingError(RuntimeError):
 
 
 def rasa_env() -> dict[str, str]:
+    """The environment of every Rasa process: our Rasa components
+    (bot/rasa/polku_components.py) importable, telemetry and noise off."""
     env = dict(os.environ)
     env.update(RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONWARNINGS="ignore", SQLALCHEMY_SILENCE_UBER_WARNING="1")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(RASA_COMPONENTS_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
