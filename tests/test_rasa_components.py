@@ -40,6 +40,8 @@ def test_our_rasa_components_match_rasas_own(rasa_model, tmp_path):
     assert report["texts"] == len(texts) > 1000
     assert report["feature_differences"] == []
     assert report["parse_differences"] == []
+    assert report["batch_differences"] == []
     # our paths really ran (a silent fallback to Rasa's would pass the comparisons)
     assert report["concrete_function_used"]
+    assert report["own_batch_used"]
     assert report["tokens_cached"] > 1000

@@ -11,8 +11,12 @@ object with what it compared and every difference it found.
 2. Parses: ``Agent.parse_message`` (what ``/model/parse`` calls) for every text
    through our components, then again with both instances sent down Rasa's
    own methods; the intent and the whole ranking must be bit-identical.
-3. That our paths ran: the classifier's concrete function was taken and the
-   featurizer's token cache filled (a silent fallback would pass 1 and 2).
+3. Model input: for every text, ``PolkuDIETClassifier.one_message_batch``
+   against what Rasa's ``_create_model_data`` and ``prepare_batch`` give
+   (every array's dtype, shape and values).
+4. That our paths ran: the classifier's concrete function and its own batch
+   were taken and the featurizer's token cache filled (a silent fallback to
+   Rasa's code would pass 1 to 3).
 """
 
 import asyncio
@@ -43,7 +47,7 @@ def main(model_path: str, texts_path: str) -> dict:
     featurizer = next(c for c in components if type(c) is polku_components.PolkuCountVectorsFeaturizer)
     classifier = next(c for c in components if type(c) is polku_components.PolkuDIETClassifier)
     tokenizer = next(c for c in components if isinstance(c, Tokenizer))
-    report = {"texts": len(texts), "feature_differences": [], "parse_differences": []}
+    report = {"texts": len(texts), "feature_differences": [], "parse_differences": [], "batch_differences": []}
 
     def coo(matrix):
         if matrix is None:
@@ -62,6 +66,23 @@ def main(model_path: str, texts_path: str) -> dict:
             if coo(a) != coo(b):
                 report["feature_differences"].append({"text": text, "kind": kind, "ours": coo(a), "rasa": coo(b)})
 
+    from rasa.utils.tensorflow.data_generator import RasaDataGenerator
+
+    def arrays(batch) -> list:
+        return None if batch is None else [[str(a.dtype), list(a.shape), a.tolist()] for a in batch]
+
+    def check_batches() -> None:
+        for text in texts:
+            message = Message(data={TEXT: text})
+            tokenizer.process([message])
+            featurizer.process([message])
+            ours = classifier.one_message_batch(message)
+            model_data = classifier._create_model_data([message], training=False)
+            theirs = None if model_data.is_empty() else RasaDataGenerator.prepare_batch(model_data.data)
+            if arrays(ours) != arrays(theirs):
+                report["batch_differences"].append({"text": text, "ours": str(arrays(ours))[:300],
+                                                    "rasa": str(arrays(theirs))[:300]})
+
     async def parse_all() -> list:
         return [await agent.parse_message(text) for text in texts]
 
@@ -70,6 +91,8 @@ def main(model_path: str, texts_path: str) -> dict:
 
     ours = asyncio.run(parse_all())
     report["concrete_function_used"] = "_polku_concrete" in classifier.__dict__
+    report["own_batch_used"] = classifier.__dict__.get("_polku_layout") is True
+    check_batches()
     report["tokens_cached"] = sum(len(c.tokens) for c in featurizer.__dict__.get("_polku_counters", {}).values())
     featurizer._create_features = functools.partial(CountVectorsFeaturizer._create_features, featurizer)
     classifier._predict = functools.partial(DIETClassifier._predict, classifier)
