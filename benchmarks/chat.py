@@ -65,6 +65,7 @@ class Options:
     interval: float = 20.0
     scenario: str = "all"
     skip_reference: bool = False
+    reference_polku_components: bool = False  # the reference trained with our Rasa components
     idle_sockets: int = 10_000
     sat_levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     sat_step: float = 10.0
@@ -435,7 +436,7 @@ class Bench:
             s in ("steady", "saturation", "idle") for s in self.o.scenarios())
         ref_model = credentials = None
         if need_reference:
-            ref_model, credentials = srv.reference_model(self.settings, self.log)
+            ref_model, credentials = srv.reference_model(self.settings, self.log, self.o.reference_polku_components)
         if self.nlu_url is None:
             model = srv.nlu_model(self.settings, self.log)
             count = self.o.rasa_processes or len(self.settings.rasa_urls)
@@ -443,7 +444,10 @@ class Bench:
             self.rasa_nlus = [srv.start_rasa(self.settings, model, self.tmp, f"rasa-nlu-{i + 1}")
                               for i in range(count)]
         if need_reference:
-            self.log(f"Starting stock `rasa run` with the socketio channel on {ref_model.parent.name} ...")
+            classes = ("our Rasa components (--reference-polku-components)" if self.o.reference_polku_components
+                       else "Rasa's own featurizer and classifier")
+            self.log(f"Starting stock `rasa run` with the socketio channel on {ref_model.parent.name} "
+                     f"(the same pipeline, {classes}) ...")
             self.reference = srv.start_rasa(self.settings, ref_model, self.tmp, "rasa-reference",
                                             extra_args=("--credentials", str(credentials)))
         if self.rasa_nlus:
@@ -697,6 +701,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--interval", type=float, default=20.0, help="seconds between one resident's messages (20)")
     parser.add_argument("--scenario", default="all", help=f"all or a comma list of {', '.join(SCENARIOS)}")
     parser.add_argument("--skip-reference", action="store_true", help="measure our server only")
+    parser.add_argument("--reference-polku-components", action="store_true",
+                        help="train the stock reference with our Rasa components instead of Rasa's own classes")
     parser.add_argument("--idle-sockets", type=int, default=10_000, help="sockets of the idle scenario (10000)")
     parser.add_argument("--sat-levels", default="1,2,4,8,16,32,64,128,256,512",
                         help="closed-loop concurrency levels of the saturation ramp")
@@ -723,7 +729,8 @@ def add_arguments(parser) -> None:
 
 def options_from_args(args) -> Options:
     return Options(residents=args.residents, duration=args.duration, interval=args.interval, scenario=args.scenario,
-                   skip_reference=args.skip_reference, idle_sockets=args.idle_sockets,
+                   skip_reference=args.skip_reference,
+                   reference_polku_components=args.reference_polku_components, idle_sockets=args.idle_sockets,
                    sat_levels=tuple(int(x) for x in str(args.sat_levels).split(",") if x.strip()),
                    sat_step=args.sat_step, conversation_messages=args.conversation_messages,
                    answer_timeout=args.answer_timeout, client_procs=args.client_procs,

@@ -7,6 +7,7 @@ stopped here, by its own id."""
 from __future__ import annotations
 
 import hashlib
+import re
 import json
 import os
 import resource
@@ -232,9 +233,15 @@ def _one_message(text: str) -> str:
     return "\n".join(part for part in text.split("\n") if part.strip())
 
 
-def reference_project(settings: Settings) -> dict[str, str]:
+def reference_project(settings: Settings, polku_components: bool = False) -> dict[str, str]:
     """The stock Rasa project: file name -> text. The same NLU data and pipeline as ours,
-    one response per intent (our Finnish answer) and one rule per intent."""
+    one response per intent (our Finnish answer) and one rule per intent.
+
+    The pipeline names Rasa's own featurizer and classifier where ours names our
+    subclasses (bot/rasa/polku_components.py): stock Rasa, with the same
+    settings, trains the same model (our classes train exactly as Rasa's and
+    predict bit-identically; tests/test_rasa_components.py). `polku_components`
+    keeps our classes, to see how much of a difference is theirs."""
     content = Content.load(settings.training_data_dir)
     responses: dict[str, list[dict]] = {}
     rules = []
@@ -254,6 +261,8 @@ def reference_project(settings: Settings) -> dict[str, str]:
     if "policies: []" not in config:
         raise RuntimeError("bot/rasa/config.yml no longer ends with `policies: []`; update reference_project")
     config = config.replace("policies: []", "policies:\n  - name: RulePolicy")
+    if not polku_components:
+        config = re.sub(r"\bpolku_components\.Polku(\w+)", r"\1", config)
     dump = lambda data: yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=1000)  # noqa: E731
     return {
         "domain.yml": dump(domain),
@@ -270,9 +279,9 @@ def _rasa_version(settings: Settings) -> str:
     return "unknown"
 
 
-def reference_model(settings: Settings, log: Log) -> tuple[Path, Path]:
+def reference_model(settings: Settings, log: Log, polku_components: bool = False) -> tuple[Path, Path]:
     """(model, credentials file): trained with `rasa train` once per fingerprint, cached in var/bench."""
-    files = reference_project(settings)
+    files = reference_project(settings, polku_components)
     digest = hashlib.sha256(_rasa_version(settings).encode())
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
