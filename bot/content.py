@@ -87,6 +87,10 @@ class Content:
         content.validate()
         return content
 
+    def example_texts(self) -> list[str]:
+        """Every training example, of every intent and language."""
+        return [text for data in self.intents.values() for texts in data.examples.values() for text in texts]
+
     def validate(self) -> None:
         problems: list[str] = []
         for intent in CONTRACT_INTENTS:

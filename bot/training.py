@@ -225,7 +225,7 @@ def train_and_parse(settings: Settings, *, content: Content | None = None,
     if not model.exists():
         raise TrainingError(f"rasa train finished but {model} is missing")
     meta = {"fingerprint": fingerprint(content, settings), "trained_at": time.time(),
-            "examples": sum(len(v) for d in content.intents.values() for v in d.examples.values())}
+            "examples": len(content.example_texts())}
     model.with_suffix("").with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")
     return TrainedModel(model, parses)
 

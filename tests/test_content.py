@@ -49,7 +49,7 @@ def test_no_example_is_in_two_intents(content):
 
 
 def test_heldout_set_is_apart_from_training(content):
-    trained = {_norm(e) for d in content.intents.values() for v in d.examples.values() for e in v}
+    trained = {_norm(e) for e in content.example_texts()}
     heldout = yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "heldout.yml").read_text(encoding="utf-8"))
     leaked = [item["text"] for item in heldout if _norm(item["text"]) in trained]
     assert not leaked, f"held-out messages found in training data: {leaked}"

@@ -23,9 +23,7 @@ ODD_TEXTS = [
 
 
 def test_our_rasa_components_match_rasas_own(rasa_model, tmp_path):
-    content = Content.load(Settings(environ={}).training_data_dir)
-    training = [text for intent in content.intents.values()
-                for examples in intent.examples.values() for text in examples]
+    training = Content.load(Settings(environ={}).training_data_dir).example_texts()
     heldout = [item["text"] for item in
                yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "heldout.yml").read_text(encoding="utf-8"))]
     texts = training + heldout + ODD_TEXTS

@@ -321,8 +321,7 @@ class TrainingService:
             evaluation = {"heldout_cases": len(cases), "new": new_eval,
                           "current": await current_eval if current_eval else None,
                           "current_model": current_model}
-            examples = sum(len(v) for d in content.intents.values() for v in d.examples.values())
-            await self.registry.register(model.name, trained_by=staff.name, examples=examples,
+            await self.registry.register(model.name, trained_by=staff.name, examples=len(content.example_texts()),
                                          evaluation=new_eval)
             await self.registry.prune()
             timings["total_secs"] = round(time.monotonic() - started, 1)
