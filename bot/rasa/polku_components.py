@@ -45,6 +45,9 @@ from typing import Any, Dict, List, Optional, Text, Tuple
 
 import numpy as np
 import scipy.sparse
+from keras.utils import tf_utils
+from tensorflow.python.eager import context
+from tensorflow.python.framework.constant_op import convert_to_eager_tensor
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.classifiers.diet_classifier import DIETClassifier
@@ -203,10 +206,13 @@ class PolkuDIETClassifier(DIETClassifier):
         pipeline): what ``prepare_batch(_create_model_data([message]).data)`` gives,
         without building Rasa's general model data. ``None``: any other layout,
         which Rasa's own path handles."""
+        if self.__dict__.get("_polku_layout") is not True:
+            return None  # not (yet) found equal to Rasa's own batch (see _check_layout)
+        return self._own_batch(message)
+
+    def _own_batch(self, message: Message) -> Optional[Tuple[np.ndarray, ...]]:
         if self.component_config.get(FEATURIZERS):
             return None  # a selection of featurizers: Rasa's path filters by it
-        if self.__dict__.get("_polku_layout") is not True:
-            return None  # not yet checked against Rasa's own batch (see _call_traced)
         sequence, sentence = message.get_sparse_features(TEXT)
         dense_sequence, dense_sentence = message.get_dense_features(TEXT)
         if sequence is None or sentence is None or dense_sequence is not None or dense_sentence is not None:
@@ -218,17 +224,11 @@ class PolkuDIETClassifier(DIETClassifier):
 
     def _check_layout(self, message: Message, batch_in: Tuple[Any, ...]) -> None:
         """Allow one_message_batch once it builds exactly Rasa's batch for a message."""
-        if "_polku_layout" in self.__dict__:
-            return
-        self.__dict__["_polku_layout"] = True
-        ours = self.one_message_batch(message)
-        self.__dict__["_polku_layout"] = ours is not None and _same_arrays(ours, batch_in)
+        if "_polku_layout" not in self.__dict__:
+            ours = self._own_batch(message)
+            self.__dict__["_polku_layout"] = ours is not None and _same_arrays(ours, batch_in)
 
     def _call_traced(self, model: Any, batch_in: Tuple[Any, ...]) -> Dict[Text, Any]:
-        from keras.utils import tf_utils
-        from tensorflow.python.eager import context
-        from tensorflow.python.framework.constant_op import convert_to_eager_tensor
-
         step = model._tf_predict_step
         cached = self.__dict__.get("_polku_concrete")
         if cached is None or cached[0] is not step:
