@@ -7,9 +7,9 @@ stopped here, by its own id."""
 from __future__ import annotations
 
 import hashlib
-import re
 import json
 import os
+import re
 import resource
 import secrets
 import shutil

@@ -24,8 +24,8 @@ import yaml
 from .content import Content
 from .settings import PROJECT_ROOT, Settings
 
-RASA_CONFIG_TEMPLATE = PROJECT_ROOT / "bot" / "rasa" / "config.yml"
-RASA_COMPONENTS_DIR = PROJECT_ROOT / "bot" / "rasa"  # polku_components.py, imported by Rasa
+RASA_DIR = PROJECT_ROOT / "bot" / "rasa"  # what runs in Rasa's environment; on its PYTHONPATH
+RASA_CONFIG_TEMPLATE = RASA_DIR / "config.yml"
 TRAINING_TIMEOUT_SECS = 1200
 MODEL_GLOB = "*.tar.gz"
 
@@ -41,7 +41,7 @@ def rasa_env() -> dict[str, str]:
     env.update(RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONWARNINGS="ignore", SQLALCHEMY_SILENCE_UBER_WARNING="1")
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(RASA_COMPONENTS_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        [str(RASA_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
@@ -97,7 +97,7 @@ def latest_model(model_dir: str | Path) -> Path | None:
     return models[-1] if models else None
 
 
-TRAIN_SCRIPT = PROJECT_ROOT / "bot" / "rasa" / "train_nlu.py"
+TRAIN_SCRIPT = RASA_DIR / "train_nlu.py"
 
 
 @dataclass(frozen=True)
