@@ -6,15 +6,37 @@ redacted before it is logged, sent to the NLU model or shown to anyone, so
 the patterns lean towards redacting too much: a lost digit in a logged
 message costs nothing, a leaked identity code does.
 
+Two guarantees besides:
+
+- **Linear time.** Resident text is untrusted and may be 2,000 characters of
+  digits crafted to make a backtracking engine explore every way to split
+  them into groups (Python's ``re`` took minutes on one such message, and
+  held the GIL all the while). Every pattern here runs on RE2 (``re2``, the
+  google-re2 package), whose automata take time linear in the text whatever
+  the input. RE2 has no lookbehind or lookahead, so each pattern *consumes*
+  the character before and after it instead (``(?:^|[^0-9A-Za-z])``,
+  ``(?:$|[^0-9A-Za-z])``) and reports the personal data in group 1; the scan
+  resumes at the end of group 1, so a character that ended one candidate can
+  start the next. That accepts and rejects exactly what the lookarounds did.
+- **Unicode.** The patterns read the ASCII view of `bot.normalize.fold`
+  (NFKC per character, every space as " ", every dash as "-", digits of any
+  script as ASCII, invisible characters dropped), so "040\u00a0123\u00a04567",
+  "010190\u2011123A" and full-width digits are found like their ASCII forms.
+  The match is replaced in the resident's *original* text, from its first
+  to its last character: everything else stays as the resident wrote it.
+
 Cheap pre-checks let the common message without an "@" or a long run of
-digits skip the other patterns, which keeps `redact` at a few microseconds
-for a typical message.
+digits skip the other patterns.
 """
 
 from __future__ import annotations
 
-import re
-from datetime import date
+from typing import Callable, Iterable
+
+import re2
+from stdnum.fi import hetu as stdnum_hetu
+
+from .normalize import Folded, fold
 
 HETU_TOKEN = "[HETU]"
 PHONE_TOKEN = "[PHONE]"
@@ -24,68 +46,61 @@ IBAN_TOKEN = "[IBAN]"
 # The check character is the nine digits (DDMMYY + individual number) mod 31.
 HETU_CHECK_CHARS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
 
-# Century signs; the letters besides "-" and "A" exist since 2023.
-HETU_CENTURIES = {
-    "+": 1800,
-    "-": 1900, "Y": 1900, "X": 1900, "W": 1900, "V": 1900, "U": 1900,
-    "A": 2000, "B": 2000, "C": 2000, "D": 2000, "E": 2000, "F": 2000,
-}
-
-# Python's re scans fast for a pattern that starts with a plain character
-# set, but tries every position of a pattern that starts with a lookbehind.
-# So the patterns below start with the character set and check the
-# character before it in a lookbehind after it.
+# Masks a found span in the view, so that later patterns see neither its
+# digits nor a word character next to them (a token "[PHONE]" did the same).
+_MASK = 0
 
 # Every identity code, phone number and IBAN has six digits in a row or
 # digit groups split by spaces, brackets, slashes, "+" or "-". Most messages
 # with digits ("500 euroa", "1.2.2026") fail this and skip the rest.
-_MAY_HOLD_NUMBER = re.compile(r"[0-9][0-9 ()/+\u2013-]{5}")
+_MAY_HOLD_NUMBER = re2.compile(r"[0-9][0-9 ()/+-]{5}")
 
-_EMAIL = re.compile(
-    r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,}(?![\w-])"
+# What may not stand right after a number: a digit, or "." / "," before a
+# digit (a decimal); a full stop that ends the sentence may.
+_NUMBER_END = r"(?:$|[^0-9.,]|[.,](?:$|[^0-9]))"
+_WORD_END = r"(?:$|[^0-9A-Za-z])"
+
+_EMAIL = re2.compile(
+    r"(?:^|[^\w.+-])([\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[a-zA-Z]{2,})(?:$|[^\w-])"
 )
 
-# The IBAN's check digits, after a two-letter country code (in the
-# lookbehind: the match starts at the digits), then 11-30 characters in any
+# A two-letter country code, the check digits, then 11-30 characters in any
 # grouping. Letters in the account part only in upper case, so that a
 # lower-case word after the number is not swallowed; the last character must
-# be a digit for the same reason ("FI21 1234 5600 0007 85 EUR").
-_IBAN_AFTER_COUNTRY = re.compile(
-    r"[0-9]{2}(?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2})"
-    r"(?:[ ]?[0-9A-Z]){10,29}[ ]?[0-9](?![A-Za-z0-9])"
+# be a digit for the same reason ("FI21 1234 5600 0007 85 EUR"). The IBAN's
+# own checksum is not checked: a typo in an account number still identifies
+# the resident (stdnum.iban would only make this redact less).
+_IBAN = re2.compile(
+    r"(?:^|[^A-Za-z0-9])([A-Za-z]{2}[0-9]{2}(?: ?[0-9A-Z]){10,29} ?[0-9])" + _WORD_END
 )
-_IBAN_COUNTRY_CHARS = 2
 
 # DDMMYY, century sign, individual number, check character. Residents type
 # spaces around the sign and lower case letters. Any letter or digit is
 # accepted as check character (a typo in it still identifies the resident),
 # and a code whose check character is missing altogether is redacted too.
 # The date is not checked either: six digits, a century sign and three
-# digits hardly ever mean anything else.
-_HETU = re.compile(
-    r"[0-9](?<![0-9A-Za-z][0-9])[0-9]{5}"
-    r"[ ]{0,2}[-+\u2013YXWVUABCDEFyxwvuabcdef][ ]{0,2}"
-    r"[0-9]{3}(?:[ ]?[0-9A-Za-z])?"
-    r"(?![0-9A-Za-z])"
+# digits hardly ever mean anything else. (Every dash is "-" in the view.)
+_HETU = re2.compile(
+    r"(?:^|[^0-9A-Za-z])([0-9]{6} {0,2}[-+YXWVUABCDEFyxwvuabcdef] {0,2}[0-9]{3}(?: ?[0-9A-Za-z])?)"
+    + _WORD_END
 )
 
 # Without a century sign ("010190 123A") the shape is closer to other
 # numbers, so the date must be plausible and the check character right or
 # at least a letter; digits only that fail fall through to the phone patterns.
-_HETU_WITHOUT_SIGN = re.compile(
-    r"([0-3](?<![0-9A-Za-z][0-3])[0-9]{5})[ ]?([0-9]{3})[ ]?([0-9A-Ya-y])(?![0-9A-Za-z])"
+_HETU_WITHOUT_SIGN = re2.compile(
+    r"(?:^|[^0-9A-Za-z])(([0-3][0-9]{5}) ?([0-9]{3}) ?([0-9A-Ya-y]))" + _WORD_END
 )
 
 # International numbers: "+" or "00", a country code, then digit groups.
 # "+358 (0)40 ..." is common in e-mail signatures.
-_PHONE_INTERNATIONAL = re.compile(
-    r"[+0](?<![\w+][+0])(?:(?<=\+)[ ]?|(?<=0)0)[1-9][0-9]{0,2}(?:[ ]?\(0\))?"
-    r"(?:[ ./-]?[0-9]{1,5}){2,6}(?![0-9]|[.,][0-9])"
+_PHONE_INTERNATIONAL = re2.compile(
+    r"(?:^|[^\w+])((?:\+ ?|00)[1-9][0-9]{0,2}(?: ?\(0\))?(?:[ ./-]?[0-9]{1,5}){2,6})" + _NUMBER_END
 )
 
 # "358401234567": the country code without "+".
-_PHONE_COUNTRY_CODE_WITHOUT_PLUS = re.compile(
-    r"3(?<![\w+.,]3)58[ ]?[0-9]{1,3}(?:[ -]?[0-9]{2,}){1,4}(?![0-9]|[.,][0-9])"
+_PHONE_COUNTRY_CODE_WITHOUT_PLUS = re2.compile(
+    r"(?:^|[^\w+.,])(358 ?[0-9]{1,3}(?:[ -]?[0-9]{2,}){1,4})" + _NUMBER_END
 )
 
 # Finnish national numbers start with 0 and an area or operator code
@@ -93,84 +108,151 @@ _PHONE_COUNTRY_CODE_WITHOUT_PLUS = re.compile(
 # and the rest at least two: this keeps "klo 09-15" and "01 02 2026" out.
 # Dots are not separators, so that dates ("01.02.2026") stay; a full stop
 # after the number ends the sentence, a dot before a digit is a decimal.
-_PHONE_NATIONAL = re.compile(
-    r"[(0](?<![\w+.,/][(0])(?:(?<=\()0[0-9]{1,3}\)|(?<=0)[0-9]{1,3})"
-    r"[ /-]{0,3}[0-9]{3,}(?:[ -][0-9]{2,})*(?![0-9]|[.,][0-9])"
+_PHONE_NATIONAL = re2.compile(
+    r"(?:^|[^\w+.,/])((?:\(0[0-9]{1,3}\)|0[0-9]{1,3})[ /-]{0,3}[0-9]{3,}(?:[ -][0-9]{2,})*)"
+    + _NUMBER_END
 )
 
 _PHONE_DIGITS_MIN = 7
 _PHONE_DIGITS_MAX = 15
 
+# Every pattern, for the tests that prove them linear.
+PATTERNS: dict[str, re2._Regexp] = {
+    "may_hold_number": _MAY_HOLD_NUMBER, "email": _EMAIL, "iban": _IBAN, "hetu": _HETU,
+    "hetu_without_sign": _HETU_WITHOUT_SIGN, "phone_international": _PHONE_INTERNATIONAL,
+    "phone_country_code_without_plus": _PHONE_COUNTRY_CODE_WITHOUT_PLUS,
+    "phone_national": _PHONE_NATIONAL,
+}
+
 
 def hetu_check_char(nine_digits: str) -> str:
-    """The check character of a personal identity code's DDMMYY + individual number."""
+    """The check character of a personal identity code's DDMMYY + individual number.
+
+    (stdnum.fi.hetu computes the same, but only inside `validate`; the code
+    without a century sign below needs the character itself.)"""
     return HETU_CHECK_CHARS[int(nine_digits) % 31]
 
 
 def is_valid_hetu(code: str) -> bool:
     """Whether `code` is a personal identity code with a real date and the right check character.
 
-    Spaces and lower case are accepted, as residents type them.
+    Spaces, lower case and any Unicode dash or digits are accepted, as
+    residents type them; temporary codes (individual number 900-999) count.
     """
-    compact = re.sub(r"\s+", "", code).upper().replace("\u2013", "-")
-    if len(compact) != 11:
-        return False
-    birth, sign, individual, check = compact[:6], compact[6], compact[7:10], compact[10]
-    if not (birth.isdigit() and individual.isdigit()) or sign not in HETU_CENTURIES:
-        return False
-    try:
-        date(HETU_CENTURIES[sign] + int(birth[4:6]), int(birth[2:4]), int(birth[0:2]))
-    except ValueError:
-        return False
-    # 000 and 001 are never given out.
-    if int(individual) < 2:
-        return False
-    return hetu_check_char(birth + individual) == check
+    compact = "".join(fold(code).text.split()).upper()
+    return len(compact) == 11 and stdnum_hetu.is_valid(compact, allow_temporary=True)
 
 
-def _hetu_without_sign(match: re.Match[str]) -> str:
-    birth, individual, check = match.groups()
+Span = tuple[int, int, str]  # start, end in the view, token
+
+
+def _accept_phone(view: str, match: re2._Match) -> str | None:
+    start, end = match.span(1)
+    digits = sum(ch.isdigit() for ch in view[start:end])
+    return PHONE_TOKEN if _PHONE_DIGITS_MIN <= digits <= _PHONE_DIGITS_MAX else None
+
+
+def _accept_hetu_without_sign(view: str, match: re2._Match) -> str | None:
+    birth = view[slice(*match.span(2))]
+    individual = view[slice(*match.span(3))]
+    check = view[slice(*match.span(4))]
     day, month = int(birth[0:2]), int(birth[2:4])
     if not (1 <= day <= 31 and 1 <= month <= 12):
-        return match.group(0)
+        return None
     if check.isalpha() or hetu_check_char(birth + individual) == check.upper():
         return HETU_TOKEN
-    return match.group(0)
+    return None
 
 
-def _phone(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    if _PHONE_DIGITS_MIN <= digits <= _PHONE_DIGITS_MAX:
-        return PHONE_TOKEN
-    return match.group(0)
+def _always(token: str) -> Callable[[str, re2._Match], str]:
+    return lambda view, match: token
 
 
-def _redact_ibans(text: str) -> str:
+# Order matters: an IBAN can hold digit runs that look like a phone number,
+# and an identity code starting with 0 looks like a national phone number.
+_NUMBER_STAGES: tuple[tuple[re2._Regexp, Callable[[str, re2._Match], str | None]], ...] = (
+    (_IBAN, _always(IBAN_TOKEN)),
+    (_HETU, _always(HETU_TOKEN)),
+    (_HETU_WITHOUT_SIGN, _accept_hetu_without_sign),
+    (_PHONE_INTERNATIONAL, _accept_phone),
+    (_PHONE_COUNTRY_CODE_WITHOUT_PLUS, _accept_phone),
+    (_PHONE_NATIONAL, _accept_phone),
+)
+
+
+def _scan(pattern: re2._Regexp, view: str, data: bytes,
+          accept: Callable[[str, re2._Match], str | None]) -> list[Span]:
+    """Every candidate of `pattern`, left to right, as re.sub would visit them."""
+    found: list[Span] = []
+    pos = 0
+    while True:
+        match = pattern.search(data, pos)
+        if match is None:
+            return found
+        start, end = match.span(1)
+        token = accept(view, match)
+        if token is not None:
+            found.append((start, end, token))
+        pos = end  # group 1 is never empty, so the scan moves on
+
+
+def _mask(data: bytes, spans: Iterable[Span]) -> bytes:
+    masked = bytearray(data)
+    for start, end, _ in spans:
+        masked[start:end] = bytes([_MASK]) * (end - start)
+    return bytes(masked)
+
+
+def find_personal_data(folded: Folded) -> list[Span]:
+    """The personal data in a folded text: spans of its view, sorted, not overlapping."""
+    view = folded.text
+    data = view.encode("ascii")
+    spans: list[Span] = []
+    if "@" in view:
+        emails = _scan(_EMAIL, view, data, _always(EMAIL_TOKEN))
+        if emails:
+            spans.extend(emails)
+            data = _mask(data, emails)
+            view = data.decode("ascii")
+    if _MAY_HOLD_NUMBER.search(data) is None:
+        return sorted(spans)
+    for pattern, accept in _NUMBER_STAGES:
+        found = _scan(pattern, view, data, accept)
+        if found:
+            spans.extend(found)
+            data = _mask(data, found)
+            view = data.decode("ascii")
+    return sorted(spans)
+
+
+def _replace(folded: Folded, spans: list[Span]) -> str:
+    """The original text with the spans (in view coordinates) replaced by their tokens."""
+    original = folded.original
     pieces = []
-    end_of_previous = 0
-    for match in _IBAN_AFTER_COUNTRY.finditer(text):
-        pieces.append(text[end_of_previous:match.start() - _IBAN_COUNTRY_CHARS])
-        pieces.append(IBAN_TOKEN)
-        end_of_previous = match.end()
-    if not pieces:
-        return text
-    pieces.append(text[end_of_previous:])
+    copied_to = 0
+    for start, end, token in spans:
+        first, last = folded.original_span(start, end)
+        if first < copied_to:  # one expanded character in two spans: one token
+            copied_to = max(copied_to, last)
+            continue
+        pieces.append(original[copied_to:first])
+        pieces.append(token)
+        copied_to = last
+    pieces.append(original[copied_to:])
     return "".join(pieces)
 
 
 def redact(text: str) -> str:
-    """Replace identity codes, phone numbers, e-mail addresses and IBANs with tokens."""
-    if "@" in text:
-        text = _EMAIL.sub(EMAIL_TOKEN, text)
-    if not _MAY_HOLD_NUMBER.search(text):
+    """Replace identity codes, phone numbers, e-mail addresses and IBANs with tokens.
+
+    Everything else of `text` is returned exactly as it was."""
+    folded = fold(text)
+    spans = find_personal_data(folded)
+    if not spans:
         return text
-    # Order matters: an IBAN can hold digit runs that look like a phone
-    # number, and an identity code starting with 0 looks like a national
-    # phone number.
-    text = _redact_ibans(text)
-    text = _HETU.sub(HETU_TOKEN, text)
-    text = _HETU_WITHOUT_SIGN.sub(_hetu_without_sign, text)
-    text = _PHONE_INTERNATIONAL.sub(_phone, text)
-    text = _PHONE_COUNTRY_CODE_WITHOUT_PLUS.sub(_phone, text)
-    text = _PHONE_NATIONAL.sub(_phone, text)
-    return text
+    return _replace(folded, spans)
+
+
+def holds_personal_data(text: str) -> bool:
+    """Whether `redact` would change `text`."""
+    return bool(find_personal_data(fold(text)))
