@@ -22,6 +22,8 @@ would be worse than any guess.
 from __future__ import annotations
 
 import re
+import unicodedata
+from itertools import groupby
 
 from bot.redact import EMAIL_TOKEN, HETU_TOKEN, IBAN_TOKEN, PHONE_TOKEN
 from bot.types import LANGUAGES
@@ -149,26 +151,42 @@ def _build_word_table() -> dict[str, dict[str, float]]:
 _WORDS = _build_word_table()
 
 # Language runs on redacted text; "[PHONE]" must not count as English.
-_REDACTION_TOKENS = re.compile(
-    "|".join(re.escape(token) for token in (HETU_TOKEN, PHONE_TOKEN, EMAIL_TOKEN, IBAN_TOKEN))
-)
+_REDACTION_TOKENS = (HETU_TOKEN, PHONE_TOKEN, EMAIL_TOKEN, IBAN_TOKEN)
 
+# Resident text is untrusted and up to 2,000 characters long, so nothing here
+# may take more than linear time on any input. The word pattern is the one
+# regular expression: its possessive quantifiers ("++", "*+") never give back
+# what they consumed, and its two character classes are disjoint from "-",
+# so each position is read once and Python's backtracking engine has nothing
+# to backtrack into. Everything else is plain string operations.
+#
 # Hyphenated compounds ("a-klinikka", "ruoka-apu") are one word, so that
 # their first letter is not read as the English article.
-_TOKEN = re.compile(r"[a-zåäöéü']+(?:-[a-zåäöéü']+)*")
-_LONG_REPEAT = re.compile(r"(.)\1{2,}")
-_ANY_REPEAT = re.compile(r"(.)\1+")
+_TOKEN = re.compile(r"[a-zåäöéü']++(?:-[a-zåäöéü']++)*+")
+
+
+def _squeeze(word: str, longest: int, only_runs_over: int = 1) -> str:
+    """`word` with each run of one letter longer than `only_runs_over` cut to `longest` letters."""
+    return "".join(
+        letter * (longest if count > only_runs_over else count)
+        for letter, count in ((letter, sum(1 for _ in run)) for letter, run in groupby(word))
+    )
+
+
+def _has_repeat(word: str) -> bool:
+    return any(a == b for a, b in zip(word, word[1:]))
+
 
 _FI_ENDINGS = (
     "ssa", "ssä", "sta", "stä", "lla", "llä", "lta", "ltä", "lle", "ksi", "kin", "kaan", "kään",
     "ko", "kö", "nen", "isi", "isin", "aan", "ään", "een", "iin", "uun", "tää", "taa",
     "ssani", "lleni", "mme", "tte", "vat", "vät", "ani", "äni", "mista", "misen", "uksen",
 )
-_FI_DOUBLE_VOWELS = re.compile(r"aa|ää|ii|uu|yy|öö|ie|uo|yö|äy|öy")
+_FI_DOUBLE_VOWELS = ("aa", "ää", "ii", "uu", "yy", "öö", "ie", "uo", "yö", "äy", "öy")
 _SV_STARTS = ("sj", "skj", "stj", "tj", "kj", "hj", "lj", "gj")
 _SV_ENDINGS = ("ning", "het", "lig", "ligt", "liga", "arna", "erna", "orna", "ande", "ende", "skt")
 _EN_ENDINGS = ("ing", "tion", "ness", "ly", "ed", "ous", "ful")
-_EN_LETTERS = re.compile(r"th|w|sh|ch|[cqxz]")
+_EN_LETTERS = ("th", "w", "sh", "ch", "c", "q", "x", "z")
 
 
 def _shape_scores(word: str, scores: dict[str, float]) -> None:
@@ -183,22 +201,22 @@ def _shape_scores(word: str, scores: dict[str, float]) -> None:
         folded = _fold(word)
         if word.endswith(_FI_ENDINGS) or folded.endswith(_FI_ENDINGS):
             scores["fi"] += 0.5
-        if _FI_DOUBLE_VOWELS.search(word):
+        if any(pair in word for pair in _FI_DOUBLE_VOWELS):
             scores["fi"] += 0.4
         if word.startswith(_SV_STARTS) or word.endswith(_SV_ENDINGS):
             scores["sv"] += 0.4
         if word.endswith(_EN_ENDINGS):
             scores["en"] += 0.4
-    if _EN_LETTERS.search(word):
+    if any(letters in word for letters in _EN_LETTERS):
         scores["en"] += 0.4
 
 
 def _lookup(word: str) -> dict[str, float] | None:
     known = _WORDS.get(word) or _WORDS.get(word.replace("'", "")) or _WORDS.get(_fold(word))
-    if known is None and _ANY_REPEAT.search(word):
+    if known is None and _has_repeat(word):
         # "heyy", "kiitoooos": letters stretched for emphasis.
-        for stretched in (_LONG_REPEAT.sub(r"\1\1", word), _LONG_REPEAT.sub(r"\1", word),
-                          _ANY_REPEAT.sub(r"\1", word)):
+        for stretched in (_squeeze(word, 2, only_runs_over=2), _squeeze(word, 1, only_runs_over=2),
+                          _squeeze(word, 1)):
             known = _WORDS.get(stretched) or _WORDS.get(_fold(stretched))
             if known is not None:
                 break
@@ -206,6 +224,13 @@ def _lookup(word: str) -> dict[str, float] | None:
 
 
 Lexicon = dict[str, str]
+
+
+def _without_tokens(text: str) -> str:
+    for token in _REDACTION_TOKENS:
+        if token in text:
+            text = text.replace(token, " ")
+    return text
 
 
 def lexicon_from_examples(examples: dict[str, list[str]], min_length: int = 4) -> Lexicon:
@@ -229,7 +254,7 @@ def language_scores(text: str, lexicon: Lexicon | None = None) -> dict[str, floa
     """The evidence for each language in `text` (for debugging and tests)."""
     scores = {language: 0.0 for language in LANGUAGES}
     shared_words = []
-    for token in _TOKEN.findall(_REDACTION_TOKENS.sub(" ", text).lower()):
+    for token in _TOKEN.findall(_without_tokens(unicodedata.normalize("NFKC", text)).lower()):
         word = token.strip("'")
         if not word:
             continue
