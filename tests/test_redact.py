@@ -194,3 +194,73 @@ def test_redact_is_fast() -> None:
     # A typical message takes a few microseconds; the bound is loose so
     # that a busy CI machine does not make the test flaky.
     assert per_message_secs < 200e-6
+
+
+# --- Unicode: what phones, word processors and e-mail signatures put in numbers ----------
+
+HETU = make_hetu(13, 8, "1975", "-", 739)  # 130875-739X
+SPACES = {
+    "no-break": "\u00a0", "narrow no-break": "\u202f", "thin": "\u2009", "figure": "\u2007",
+    "en space": "\u2002", "ideographic": "\u3000", "tab": "\t", "line break": "\n",
+}
+DASHES = {
+    "hyphen": "\u2010", "non-breaking hyphen": "\u2011", "figure dash": "\u2012", "en dash": "\u2013",
+    "em dash": "\u2014", "horizontal bar": "\u2015", "minus": "\u2212", "small hyphen-minus": "\ufe63",
+    "full-width hyphen-minus": "\uff0d",
+}
+
+
+def full_width(text: str) -> str:
+    """ASCII digits, letters and "-" / "+" / "@" as their full-width forms."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000" if c == " " else c for c in text)
+
+
+@pytest.mark.parametrize("space", SPACES.values(), ids=SPACES.keys())
+def test_phone_with_any_space_is_redacted(space: str) -> None:
+    phone = f"040{space}123{space}4567"
+    assert redact(f"soita {phone} kiitos") == "soita [PHONE] kiitos"
+    assert redact(f"+358{space}40{space}123{space}4567.") == "[PHONE]."
+
+
+@pytest.mark.parametrize("dash", DASHES.values(), ids=DASHES.keys())
+def test_identity_code_with_any_dash_is_redacted(dash: str) -> None:
+    assert redact(f"hetu {HETU.replace('-', dash)}, kiitos") == "hetu [HETU], kiitos"
+    assert redact(f"hetu {HETU[:6]} {dash} {HETU[7:]}") == "hetu [HETU]"
+    assert is_valid_hetu(HETU.replace("-", dash))
+    assert redact(f"soita 09{dash}123 4567") == "soita [PHONE]"
+
+
+@pytest.mark.parametrize("value, token", [
+    ("040 123 4567", "[PHONE]"), ("+358 40 123 4567", "[PHONE]"), (HETU, "[HETU]"),
+    ("FI21 1234 5600 0007 85", "[IBAN]"), ("matti.meikalainen@example.fi", "[EMAIL]"),
+])
+def test_full_width_forms_are_redacted(value: str, token: str) -> None:
+    assert redact(f"tässä {full_width(value)} kiitos") == f"tässä {token} kiitos"
+
+
+@pytest.mark.parametrize("text", [
+    "040\u200b123\u200b4567",           # zero-width spaces
+    "040\u00ad1234567",                  # soft hyphen
+    "\u2066040 123 4567\u2069",          # bidi isolates around it
+    "٠٤٠١٢٣٤٥٦٧",                        # Arabic-Indic digits
+    "०४० १२३ ४५६७",                      # Devanagari digits
+    "０４０\u00a0１２３－４５６７",         # full width with a no-break space and a full-width hyphen
+    "𝟎𝟒𝟎 𝟏𝟐𝟑 𝟒𝟓𝟔𝟕",                    # mathematical bold digits
+])
+def test_other_unicode_phone_forms_are_redacted(text: str) -> None:
+    assert "[PHONE]" in redact(f"puh {text} kiitos")
+    redacted = redact(f"puh {text} kiitos")
+    assert not any(c.isdigit() for c in redacted), redacted
+
+
+def test_only_the_personal_data_changes_in_the_residents_text() -> None:
+    # The resident's own spelling, spaces, emoji and punctuation are kept as written.
+    text = f"Hyvää\u00a0päivää 😊 — mun hetu on {HETU.replace('-', chr(0x2011))} ja puh 040\u202f123\u202f4567…"
+    assert redact(text) == "Hyvää\u00a0päivää 😊 — mun hetu on [HETU] ja puh [PHONE]…"
+    # A character that folds to several ("½" is "1⁄2") next to data stays as written.
+    assert redact("½ vuotta, soita 0401234567 ½") == "½ vuotta, soita [PHONE] ½"
+
+
+def test_lone_surrogates_and_odd_characters_do_not_break_redaction() -> None:
+    assert redact("hei \ud800 040 123 4567 \udfff") == "hei \ud800 [PHONE] \udfff"
+    assert redact("\x00\ufeff\u200d") == "\x00\ufeff\u200d"
