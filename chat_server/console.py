@@ -30,6 +30,7 @@ from .auth import (
     ui_language,
 )
 from .counsellor import ConsoleError
+from .numbers import parse_id
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "widget" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 _SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\.(css|js)")
@@ -278,7 +279,10 @@ async def conversation_json(request: web.Request) -> web.StreamResponse:
     server = _server(request)
     staff: Staff = request["staff"]
     try:
-        conversation_id = int(request.match_info["id"])
+        conversation_id = parse_id(request.match_info["id"])
+        if conversation_id is None:
+            return web.json_response({"error": "bad_request", "detail": "the conversation id must be a number (digits 0-9)"},
+                                     status=400, headers={"Cache-Control": "no-store"})
         conversation, until = await server.counsellor.check_may_read(staff, conversation_id)
     except ValueError:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json") from None
@@ -295,10 +299,10 @@ def _int_query(request: web.Request, name: str, default: int | None = None,
     raw = request.query.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text=f'{{"error": "{name} is not a number"}}', content_type="application/json") from None
+    value = parse_id(raw)
+    if value is None:
+        raise web.HTTPBadRequest(text=f'{{"error": "{name} is not a number (digits 0-9)"}}',
+                                 content_type="application/json")
     if value <= 0:
         raise web.HTTPBadRequest(text=f'{{"error": "{name} must be positive"}}', content_type="application/json")
     return min(value, maximum) if maximum else value

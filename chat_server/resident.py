@@ -103,6 +103,16 @@ def check_session_request(data: Any) -> SessionRequest:
                           _language(payload.get("language")))
 
 
+def _has_surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
     payload = _payload_dict(data)
     custom = payload.get("customData", payload.get("metadata"))
@@ -112,11 +122,16 @@ def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
         raise MalformedPayload("customData is not an object")
     client_id = custom.get("client_id", payload.get("client_id"))
     if client_id is not None and (not isinstance(client_id, str) or not client_id
-                                  or len(client_id) > CLIENT_ID_MAX_CHARS):
+                                  or len(client_id) > CLIENT_ID_MAX_CHARS or _has_surrogate(client_id)):
         raise MalformedPayload("client_id is not a short string")
     text = payload.get("message")
     if not isinstance(text, str):
         raise MalformedPayload("message is not a string", client_id=client_id)
+    # JSON may carry a lone UTF-16 surrogate ("\ud800"), which no database
+    # driver can encode: it becomes U+FFFD, and the message is answered like
+    # any other (a surrogate pair split in two code points is joined again).
+    if _has_surrogate(text):
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if not text.strip():
         raise MalformedPayload("message is empty", client_id=client_id)
     if "\x00" in text:

@@ -23,6 +23,7 @@ from bot.types import FALLBACK_INTENT, LANGUAGES
 
 from ..admin_models import InboxDecision, MessageGuess
 from ..models import Message, utcnow
+from ..numbers import is_id, parse_id
 from ..store import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
@@ -141,7 +142,12 @@ class Inbox:
     async def assign(self, message_ids: list[int], intent: str, texts: dict, staff: StaffRef) -> dict:
         """Add the messages to ``intent``'s examples (each in its own language)."""
         messages = await self._messages(message_ids)
-        texts = {int(k): v for k, v in (texts or {}).items() if str(k).isdigit()}
+        if texts is not None and not isinstance(texts, dict):
+            raise InboxError("texts must map message ids to texts")
+        keys = {key: parse_id(key) for key in (texts or {})}
+        if any(number is None for number in keys.values()):
+            raise InboxError("texts are keyed by message id (digits 0-9)")
+        texts = {keys[k]: v for k, v in (texts or {}).items()}
         default_language = self.server.settings.default_language
         edit_of: dict[int, int] = {}  # message id -> index of its edit
 
@@ -207,7 +213,7 @@ class Inbox:
 def _ids(message_ids: Any) -> list[int]:
     if not isinstance(message_ids, list) or not message_ids or len(message_ids) > INBOX_LIMIT:
         raise InboxError("message_ids must be a list of 1 to 500 ids")
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in message_ids):
+    if not all(is_id(i) for i in message_ids):
         raise InboxError("message ids are numbers")
     return sorted(set(message_ids))
 

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..auth import audit, csrf_token, require_staff, secure_cookies, staff_page_headers, ui_language
+from ..numbers import parse_id
 from .changes import StaffRef, UndoRefused
 from .editing import EditConflict, EditRefused
 from .inbox import InboxError
@@ -98,9 +99,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _int(value: str, name: str = "id") -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise web.HTTPNotFound(text=f'{{"error": "no such {name}"}}', content_type="application/json")
-    return int(value)
+    """An id from the URL: ASCII digits only ("²".isdigit() is true, int("²") fails)."""
+    number = parse_id(value)
+    if number is None:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad_request", "detail": f"the {name} id must be a number (digits 0-9)"}),
+            content_type="application/json")
+    return number
 
 
 def _staff(request: web.Request) -> StaffRef:
@@ -159,7 +164,10 @@ async def change_post(request: web.Request) -> web.Response:
 @admin_api
 async def changes_get(request: web.Request) -> web.Response:
     before = request.query.get("before")
-    rows = await _admin(request).content.history(before_id=int(before) if before and before.isdigit() else None)
+    before_id = parse_id(before) if before else None
+    if before and before_id is None:
+        return _error(400, "bad_request", "before must be a change id (digits 0-9)")
+    rows = await _admin(request).content.history(before_id=before_id)
     return _json({"changes": rows})
 
 
