@@ -1,4 +1,4 @@
-"""python -m benchmarks [parse|chat|handoff] ..."""
+"""python -m benchmarks [parse|chat|handoff|adversarial] ..."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ def main() -> None:
     h = sub.add_parser("handoff", help="counsellor -> resident latency across processes; the pick-up race")
     from .handoff import add_arguments as handoff_arguments
     handoff_arguments(h)
+    a = sub.add_parser("adversarial", help="bot path CPU time: 2,000-character adversarial messages beside ordinary ones")
+    from .adversarial import add_arguments as adversarial_arguments
+    adversarial_arguments(a)
     args = parser.parse_args()
-    names = [args.name] if args.name else ["parse", "chat", "handoff"]
+    names = [args.name] if args.name else ["parse", "chat", "handoff", "adversarial"]
     for name in names:
         if name != args.name:
             args = parser.parse_args([name])
