@@ -92,10 +92,10 @@ class _Table(dict):
 
     def __missing__(self, char_code: int) -> str:
         folded = fold_char(chr(char_code))
+        if len(folded) != 1:  # before it is cached: fold() trusts _RESIZING for cached characters
+            _RESIZING.add(chr(char_code))
         if len(self) < _CACHE_MAX:
             self[char_code] = folded
-        if len(folded) != 1:
-            _RESIZING.add(chr(char_code))
         return folded
 
 
