@@ -31,8 +31,9 @@ def test_parse_id_and_is_id_on_numbers():
 
 
 @pytest.fixture
-async def server(launch, sqlite_settings):
-    return await launch(sqlite_settings)
+async def server(launch, sqlite_settings, training_copy):
+    # The inbox test adds an example: to a copy of the training data.
+    return await launch(sqlite_settings, POLKU_TRAINING_DATA_DIR=str(training_copy))
 
 
 @pytest.fixture
