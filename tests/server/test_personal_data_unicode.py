@@ -4,7 +4,8 @@ ideographic spaces, identity codes with every Unicode dash, full-width and
 other digits, zero-width characters, a full-width "@".
 
 Each form goes over Socket.IO to a real server whose NLU is a stand-in Rasa
-that records every text it is asked to parse. Afterwards the raw value, in
+that records every text it is asked to parse, from a resident talking with
+the bot and from one waiting in the queue. Afterwards the raw value, in
 every form it could take (as sent, NFKC, the folded ASCII form, digits only,
 JSON-escaped), is searched for in the database file's bytes (SQLite: the main
 file, its -wal and any other file beside them) or in every row of every table
@@ -147,10 +148,24 @@ async def test_unicode_personal_data_reaches_no_database_nlu_or_log(
         answer = await resident.next("bot_uttered")
         assert answer["metadata"]["sender"] == "bot"
 
-    stored = [row[0] for row in await server.sql(
-        "SELECT text FROM messages WHERE sender = 'resident' ORDER BY id")]
-    assert stored == [expected for _, expected in sent]  # the rest as the resident wrote it
     assert recording_rasa.texts == [expected.strip() for _, expected in sent]
+
+    # A queued resident's messages go to no bot, but are stored (and read by the
+    # crisis lexicon) all the same: the same redaction on that path.
+    queued = await connect(server)
+    await queued.session()
+    await queued.next("bot_uttered")
+    await queued.ack(await queued.say("/request_counsellor", client_id="to-the-queue"))
+    assert (await queued.next("handoff_state"))["state"] in ("queued", "unavailable")
+    for index, (raw, token) in enumerate(VARIANTS):
+        text = f"Onko ketään? {raw}"
+        sent.append((text, f"Onko ketään? {token}"))
+        await queued.ack(await queued.say(text, client_id=f"queued-{chr(97 + index)}"))
+    await queued.settle()
+
+    stored = [row[0] for row in await server.sql(
+        "SELECT text FROM messages WHERE sender = 'resident' AND text <> '/request_counsellor' ORDER BY id")]
+    assert stored == [expected for _, expected in sent]  # the rest as the resident wrote it
 
     assert_nowhere(await database_bytes(server), f"the {server.settings.database_url.split(':')[0]} database")
     assert_nowhere("\n".join(recording_rasa.texts), "what the NLU received")
