@@ -21,7 +21,7 @@ from .nlu import NluUnavailable, RasaClient
 from .redact import redact
 from .safety import crisis_check
 from .settings import Settings
-from .types import FALLBACK_INTENT, BotTurn, DialogueState, Handoff, ParseResult, Reply
+from .types import FALLBACK_INTENT, Availability, BotTurn, DialogueState, Handoff, ParseResult, Reply
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ TWO_WAY_SALUTATIONS = frozenset({
 # safety_category of a message the model took for a crisis but the lexicon did not.
 MODEL_CRISIS = "model"
 _HANDOFF_INTENTS = {"request_counsellor": "requested"}
+# Button payloads that are not contract intents: the call-back form, joining the queue.
+SYSTEM_PAYLOADS = frozenset({"callback_request", "join_queue"})
 
 
 class Bot:
@@ -92,7 +94,7 @@ class Bot:
                                    previous=previous_language, lexicon=self.lexicon)
         if clean.startswith("/"):
             payload = clean[1:].split("{", 1)[0].strip()
-            if payload in CONTRACT_INTENTS or payload == "callback_request":
+            if payload in CONTRACT_INTENTS or payload in SYSTEM_PAYLOADS:
                 return ParseResult(clean, payload, 1.0, language, model_intent=payload)
         hit = crisis_check(clean)
         if hit is not None:
@@ -125,9 +127,18 @@ class Bot:
     # -- answering ----------------------------------------------------------
     async def handle(self, text: str, state: DialogueState | None = None,
                      ui_language: str | None = None, *,
-                     counsellors_online: bool | None = None) -> BotTurn:
-        """Answer one resident message. Never raises because Rasa is down."""
+                     counsellors_online: bool | None = None,
+                     availability: Availability | None = None) -> BotTurn:
+        """Answer one resident message. Never raises because Rasa is down.
+
+        ``availability`` (the chat server's): whether a counsellor can come now, is
+        expected soon, and whether the chat already waits in the queue. Without it,
+        ``counsellors_online`` (or, with neither, a counsellor counts as available)."""
         state = state or DialogueState()
+        if availability is None:
+            availability = Availability(now=True if counsellors_online is None else counsellors_online)
+        else:
+            counsellors_online = availability.now
         parsed = await self.parse(text, ui_language, state.language, opening=state.turns == 0)
         lang = parsed.language
         state = state.evolve(language=lang, turns=state.turns + 1)
@@ -140,13 +151,39 @@ class Bot:
                            Handoff("crisis", "crisis", state.last_topic or "crisis"))
 
         if parsed.safety_category == MODEL_CRISIS:
-            turn = await self._answer(parsed, state, counsellors_online)
+            turn = await self._answer(parsed, state, counsellors_online, availability)
             return BotTurn(parsed, (reply("crisis_check", lang), *turn.replies), turn.state,
                            turn.handoff, turn.understood)
-        return await self._answer(parsed, state, counsellors_online)
+        return await self._answer(parsed, state, counsellors_online, availability)
+
+    def _to_counsellor(self, parsed: ParseResult, state: DialogueState, availability: Availability,
+                       reason: str, first: Reply | None = None) -> BotTurn:
+        """The resident asked for a person (or the bot could not understand twice).
+
+        Only when a counsellor can come now is the chat queued (the chat server's
+        notice then says the place and wait: the one message). Otherwise one honest
+        message with the next steps, and the bot keeps the chat: already queued, a
+        counsellor expected soon (the resident may choose to wait in the queue), or
+        nobody today (call-back, phone, walk-in, emergency numbers)."""
+        lang = parsed.language
+        state = state.evolve(pending=None)
+        if availability.queued:
+            response_id = "handoff_still_queued"
+        elif availability.now:
+            replies = (first,) if first is not None else ()
+            return BotTurn(parsed, replies, state, Handoff(reason, "normal", state.last_topic),
+                           understood=first is None)
+        elif availability.expected_soon:
+            response_id = "counsellors_expected"
+        else:
+            response_id = "counsellors_unavailable"
+        answer = self.content.reply(response_id, lang)
+        if first is not None:  # "I didn't understand" and the next steps, as one message
+            answer = Reply(f"{first.text} {answer.text}".strip(), answer.quick_replies, response_id)
+        return BotTurn(parsed, (answer,), state, understood=first is None)
 
     async def _answer(self, parsed: ParseResult, state: DialogueState,
-                      counsellors_online: bool | None) -> BotTurn:
+                      counsellors_online: bool | None, availability: Availability) -> BotTurn:
         lang = parsed.language
         intent = parsed.intent
         reply = self.content.reply
@@ -158,9 +195,10 @@ class Bot:
         if intent == FALLBACK_INTENT:
             count = state.fallback_count + 1
             if count >= self.fallbacks_before_handoff:
-                return BotTurn(parsed, (reply("fallback_handoff", lang),),
-                               state.evolve(fallback_count=0, pending=None),
-                               Handoff("fallback", "normal", state.last_topic), understood=False)
+                first = reply("fallback_handoff" if availability.now and not availability.queued
+                              else "fallback_not_understood", lang)
+                return self._to_counsellor(parsed, state.evolve(fallback_count=0), availability,
+                                           "fallback", first)
             return BotTurn(parsed, (reply("fallback", lang),),
                            state.evolve(fallback_count=count, pending=PENDING_OFFER_COUNSELLOR),
                            understood=False)
@@ -168,9 +206,7 @@ class Bot:
         state = state.evolve(fallback_count=0)
         if intent == "affirm":
             if state.pending == PENDING_OFFER_COUNSELLOR:
-                return BotTurn(parsed, (reply("request_counsellor", lang),),
-                               state.evolve(pending=None),
-                               Handoff("requested", "normal", state.last_topic))
+                return self._to_counsellor(parsed, state, availability, "requested")
             return BotTurn(parsed, (reply("affirm_nothing_pending", lang),), state)
         if intent == "deny":
             if state.pending == PENDING_OFFER_COUNSELLOR:
@@ -178,8 +214,17 @@ class Bot:
             return BotTurn(parsed, (reply("deny", lang),), state)
 
         if intent in _HANDOFF_INTENTS:
-            return BotTurn(parsed, (reply(intent, lang),), state.evolve(pending=None),
-                           Handoff("requested", "normal", state.last_topic))
+            return self._to_counsellor(parsed, state, availability, _HANDOFF_INTENTS[intent])
+
+        if intent == "join_queue":
+            # The button of counsellors_expected: wait in the queue for the counsellor
+            # expected soon (the chat server's notice says why and what to expect).
+            if availability.queued:
+                return BotTurn(parsed, (reply("handoff_still_queued", lang),), state.evolve(pending=None))
+            if availability.now or availability.expected_soon:
+                return BotTurn(parsed, (), state.evolve(pending=None),
+                               Handoff("requested", "normal", state.last_topic))
+            return BotTurn(parsed, (reply("counsellors_unavailable", lang),), state.evolve(pending=None))
 
         if intent == "callback_request":
             # A button of the counsellors_unavailable notice: the chat server opens the form.

@@ -105,6 +105,17 @@ class DialogueState:
 
 
 @dataclass(frozen=True)
+class Availability:
+    """Whether a counsellor can come to the chat, as the chat server knows it when a
+    resident's message comes. The bot never hands a (non-crisis) chat to a queue no
+    one will read: it says so, gives the next steps and keeps answering."""
+
+    now: bool = True  # chat hours, and a counsellor online: a handoff goes to the queue
+    expected_soon: bool = False  # nobody now, but a counsellor is expected (chat hours today)
+    queued: bool = False  # the conversation already waits in the queue (the bot answers meanwhile)
+
+
+@dataclass(frozen=True)
 class BotTurn:
     """The bot's whole answer to one resident message."""
 
@@ -121,5 +132,5 @@ class BotTurn:
 
 __all__ = [
     "LANGUAGES", "Language", "FALLBACK_INTENT", "QuickReply", "Reply", "Handoff",
-    "ParseResult", "DialogueState", "BotTurn",
+    "ParseResult", "DialogueState", "BotTurn", "Availability",
 ]

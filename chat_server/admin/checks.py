@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS
+from bot.hours import NON_CHANNEL_KEYS, HoursError, OpeningHours
+from bot.policy import SYSTEM_PAYLOADS
 from bot.redact import holds_personal_data
 from bot.types import LANGUAGES
 
@@ -24,7 +26,7 @@ MAX_EXAMPLE_CHARS = 300
 MAX_ANSWER_CHARS = 1200
 MAX_QUICK_REPLIES = 3
 MAX_TITLE_CHARS = 60
-PAYLOAD_TARGETS = frozenset(CONTRACT_INTENTS) | {"callback_request"}
+PAYLOAD_TARGETS = frozenset(CONTRACT_INTENTS) | SYSTEM_PAYLOADS
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -297,7 +299,7 @@ def check_responses(responses: dict[str, Any], fact_names: Iterable[str]) -> lis
             if len(text) > MAX_ANSWER_CHARS:
                 problems.append(problem("answer_too_long", item, length=len(text), limit=MAX_ANSWER_CHARS))
             for name in _PLACEHOLDER.findall(text):
-                if name not in known:
+                if name not in known and f"{name}_{lang}" not in known:  # name_<lang>: a fact per language
                     problems.append(problem("unknown_placeholder", item, name=name))
             if "{" in _PLACEHOLDER.sub("", text) or "}" in _PLACEHOLDER.sub("", text):
                 problems.append(problem("malformed_placeholder", item))
@@ -350,7 +352,7 @@ def check_facts(facts: dict[str, Any], opening_hours: dict[str, Any]) -> list[Pr
         if checked is not None and not (isinstance(checked, str) and _DATE.fullmatch(checked)):
             problems.append(problem("bad_date", {**base, "field": "checked"}))
     for channel, days in opening_hours.items():
-        if channel in ("timezone", "checked", "closed_dates"):
+        if channel in NON_CHANNEL_KEYS:
             continue
         if not isinstance(days, dict):
             problems.append(problem("malformed", {"kind": "hours", "channel": channel},
@@ -362,6 +364,11 @@ def check_facts(facts: dict[str, Any], opening_hours: dict[str, Any]) -> list[Pr
                 problems.append(problem("malformed", item, detail=f"unknown weekday {day}"))
             elif not isinstance(span, str) or not _HOURS.fullmatch(span) or span[:5] >= span[6:]:
                 problems.append(problem("bad_hours", item))
+    if not problems:
+        try:  # closed_dates and exceptions (by date)
+            OpeningHours(opening_hours)
+        except HoursError as exc:
+            problems.append(problem("malformed", {"kind": "hours", "channel": "exceptions"}, detail=str(exc)))
     return problems
 
 

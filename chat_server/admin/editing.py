@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from bot.content import Content, ContentError, IntentData
+from bot.content import Content, ContentError, IntentData, split_fact_entries
+from bot.hours import NON_CHANNEL_KEYS
 from bot.types import LANGUAGES
 
 from . import checks, yamlfile
@@ -217,9 +218,8 @@ class TrainingData:
                         for lang, items in (data.get("examples") or {}).items()}
             intents[name] = IntentData(name, str(data.get("description") or ""), examples,
                                        self.directory / "intents" / f"{name}.yml")
-        facts = {name: entry.get("value") if isinstance(entry, dict) and "value" in entry else entry
-                 for name, entry in self.facts.items()}
-        content = Content(intents, self.responses, facts, self.opening_hours, self.directory)
+        facts, entries = split_fact_entries(self.facts)
+        content = Content(intents, self.responses, facts, self.opening_hours, self.directory, entries)
         content.validate()
         return content
 
@@ -390,8 +390,7 @@ def check_edit(data: TrainingData, request: dict[str, Any]) -> Edit:
     if kind == "hours":
         channel = request.get("channel")
         item = {"kind": "hours", "channel": channel}
-        if not isinstance(channel, str) or channel not in data.opening_hours or channel in (
-                "timezone", "checked", "closed_dates"):
+        if not isinstance(channel, str) or channel not in data.opening_hours or channel in NON_CHANNEL_KEYS:
             raise EditRefused([problem("malformed", item, detail="unknown channel")])
         _check_version(data, "hours", {"channel": channel}, request)
         days = request.get("after")
