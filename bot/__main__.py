@@ -1,4 +1,4 @@
-"""Command line of the bot: train, parse, evaluate, shell, serve-rasa, settings-doc."""
+"""Command line of the bot: train, parse, evaluate, shell, serve-rasa, settings-doc, facts."""
 
 from __future__ import annotations
 
@@ -195,6 +195,23 @@ def cmd_settings_doc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_facts(settings: Settings, args: argparse.Namespace) -> int:
+    """The service facts left to fill, confirm or re-check; exit 1 when the crisis path is incomplete."""
+    from .facts import needs_attention, report_lines
+
+    content = Content.load(settings.training_data_dir)
+    if args.json:
+        data = {key: [{k: v for k, v in row.items() if k != "value"} for row in rows]
+                for key, rows in needs_attention(content).items()}
+        data["unfilled_crisis_path"] = content.unfilled_crisis_facts()
+        data["coming_closures"] = [c.to_json() for c in content.hours.closures(30)]
+        data["example_opening_hours"] = content.hours.example
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(report_lines(content)))
+    return 1 if content.unfilled_crisis_facts() else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve-rasa", help="run the Rasa server on the newest model").set_defaults(func=cmd_serve_rasa)
     sub.add_parser("ensure-model", help="train a model when there is none").set_defaults(func=cmd_ensure_model)
     sub.add_parser("settings-doc", help="print docs/settings.md").set_defaults(func=cmd_settings_doc)
+    p = sub.add_parser("facts", help="list unfilled, example and stale service facts, and coming closures")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_facts)
     args = parser.parse_args(argv)
     try:
         settings = Settings()

@@ -34,6 +34,7 @@ import holidays
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Keys of the opening_hours block that are not a channel's weekly hours.
 NON_CHANNEL_KEYS = frozenset({"timezone", "checked", "closed_dates", "exceptions", "public_holidays",
+                              "holiday_language",
                               "status", "example", "source", "placeholder"})
 CHANNELS = ("chat", "phone", "walk_in")
 DEFAULT_TIMEZONE = "Europe/Helsinki"
@@ -89,9 +90,12 @@ def _span(value: Any, where: str) -> tuple[time, time] | None:
     return start, end
 
 
-@lru_cache(maxsize=8)
-def _country_holidays(country: str, year: int) -> dict[date, str]:
-    return dict(holidays.country_holidays(country, years=year))
+@lru_cache(maxsize=16)
+def _country_holidays(country: str, year: int, language: str) -> dict[date, str]:
+    try:
+        return dict(holidays.country_holidays(country, years=year, language=language))
+    except (NotImplementedError, KeyError, ValueError):  # a country or language it does not know
+        return dict(holidays.country_holidays(country, years=year))
 
 
 class OpeningHours:
@@ -103,6 +107,8 @@ class OpeningHours:
         self.tz = ZoneInfo(str(config.get("timezone") or DEFAULT_TIMEZONE))
         country = config.get("public_holidays", "FI")
         self.country = str(country).strip() if country else ""
+        # The holidays' names as the staff pages show them (the `holidays` package's fi, sv_FI, en_US).
+        self.holiday_language = str(config.get("holiday_language") or "fi")
         self.example = bool(config.get("example")) or config.get("status") == "example"
         self.weekly: dict[str, dict[str, tuple[time, time] | None]] = {}
         for channel, days in config.items():
@@ -131,7 +137,7 @@ class OpeningHours:
     def public_holiday(self, day: date) -> str | None:
         if not self.country:
             return None
-        return _country_holidays(self.country, day.year).get(day)
+        return _country_holidays(self.country, day.year, self.holiday_language).get(day)
 
     def span(self, channel: str, day: date) -> tuple[time, time] | None:
         """The channel's hours on ``day`` (local date), or None when it is closed all day."""

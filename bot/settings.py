@@ -133,6 +133,14 @@ _register("POLKU_CHAT_ALWAYS_OPEN", bool, False,
 _register("POLKU_COUNSELLOR_GRACE_SECS", float, 60.0,
           "Seconds a counsellor whose console lost its connection keeps their chats; after that the chats "
           "go back to the front of the queue and their residents are told.")
+_register("POLKU_QUEUE_NOBODY_BACK_SECS", float, 120.0,
+          "Seconds the queue waits for a counsellor to come back after the last one left (signed out or "
+          "lost their connection); then every queued resident but the crisis ones is told and returned to "
+          "the bot, which keeps answering. Outside chat hours, with nobody online, they are returned at once.")
+_register("POLKU_REQUIRE_CRISIS_FACTS", bool, False,
+          "Production: refuse to start while a service fact on the crisis path (named by a crisis answer "
+          "in responses.yml, e.g. the area's emergency social services number) is unfilled. Either way the "
+          "server logs the unfilled, example and stale facts at start (python -m bot facts lists them).")
 _register("POLKU_QUEUE_ABANDON_HOURS", float, 4.0,
           "Hours a queued conversation may go without a word from its resident before it is closed as "
           "abandoned (a resident who closed the page must not hold a place in the queue); 0 keeps them.")

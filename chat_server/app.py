@@ -82,11 +82,15 @@ class ChatServer:
         else:
             from bot.policy import Bot  # loads and validates training_data/
             self.bot = Bot.from_settings(settings)
+        content = getattr(self.bot, "content", None)
+        if content is not None:  # what is left to fill; production refuses an incomplete crisis path
+            from bot.facts import check_on_start
+            check_on_start(content, settings.require_crisis_facts, log)
         self.counter = counter
         self.handoff = Handoff(self.queue, self.presence, self.events, self.bot,
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
-                               is_open=self._chat_hours())
+                               is_open=self._chat_hours(), expected_soon=self._chat_expected_soon())
         self.auth = StaffAuth(self.store, counter, session_hours=settings.staff_session_hours,
                               max_failures=settings.login_max_failures,
                               lockout_secs=settings.login_lockout_secs,
@@ -118,6 +122,13 @@ class ChatServer:
         if self.settings.chat_always_open or getattr(self.bot, "content", None) is None:
             return lambda: True
         return lambda: self.bot.content.is_open("chat")  # the admins' edits replace the content
+
+    def _chat_expected_soon(self):
+        """Whether a counsellor is expected later today: chat hours now, or beginning later today."""
+        if self.settings.chat_always_open or getattr(self.bot, "content", None) is None:
+            return lambda: True
+        return lambda: (self.bot.content.is_open("chat")
+                        or self.bot.content.hours.opens_later_today("chat"))
 
     async def _restore_queue(self) -> None:
         try:

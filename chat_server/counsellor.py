@@ -251,6 +251,7 @@ class CounsellorChannel:
         self.content = content
         self.callbacks = callbacks
         self.grace_secs = settings.counsellor_grace_secs
+        self.nobody_back_secs = settings.queue_nobody_back_secs
         self.abandon_after = timedelta(hours=settings.queue_abandon_hours)
         self.own_origins = own_origins
         self.redis = redis
@@ -259,6 +260,9 @@ class CounsellorChannel:
         self.sockets: dict[str, ConsoleSocket] = {}
         self._task: asyncio.Task | None = None
         self._last_availability: tuple[int, bool] | None = None
+        # sweep_unattended: since when nobody has been online (monotonic), and whether someone was.
+        self._nobody_since: float | None = None
+        self._had_counsellors = False
         self.sweep_interval_secs = min(PRESENCE_HEARTBEAT_SECS, max(GRACE_SWEEP_MIN_SECS, self.grace_secs / 4))
         handoff.queue_listeners.append(self._on_queue_changed)
         handoff.state_listeners.append(self._on_state_changed)
@@ -650,6 +654,7 @@ class CounsellorChannel:
                     await self.sweep_grace()
                     await self.sweep_abandoned()
                     await self._watch_availability()
+                    await self.sweep_unattended()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or the database away for a moment: try again next round
@@ -737,6 +742,44 @@ class CounsellorChannel:
             add_audit(tx, None, "requeue_after_grace", conversation_id, f"staff {counsellor_id}")
         log.info("conversation %s back in the queue: staff %s gone longer than %.0f s",
                  conversation_id, counsellor_id, self.grace_secs)
+
+    async def sweep_unattended(self, *, now: float | None = None) -> list[int]:
+        """Never a queue nobody will read. When every counsellor has left (nobody online
+        for POLKU_QUEUE_NOBODY_BACK_SECS after someone was), or nobody is online and no counsellor is
+        expected today (the chat's hours are over), every normal queued conversation goes
+        back to the bot and its resident is told (handoff_no_counsellors). Crisis chats
+        stay queued: a counsellor signing in sees them first. Returns the ones moved."""
+        now = time.monotonic() if now is None else now
+        if await self.presence.online_count() > 0:
+            self._nobody_since, self._had_counsellors = None, True
+            return []
+        if self._nobody_since is None:
+            self._nobody_since = now
+        all_left = self._had_counsellors and now - self._nobody_since >= self.nobody_back_secs
+        day_over = not self.handoff.is_open() and not self.handoff.expected_soon()
+        if not (all_left or day_over):
+            return []
+        async with self.store.reading() as session:
+            result = await session.execute(
+                select(Conversation.id).where(Conversation.handoff_state == hs.QUEUED,
+                                              Conversation.priority != "crisis"))
+            waiting = [row[0] for row in result.all()]
+        moved = []
+        for conversation_id in waiting:
+            async with self.store.transaction() as tx:
+                conversation = await tx.lock_conversation(conversation_id)
+                if (conversation is None or conversation.handoff_state != hs.QUEUED
+                        or conversation.priority == "crisis"):
+                    continue  # picked up, left, or escalated meanwhile
+                await self.handoff.transition(tx, conversation, hs.BOT, actor="system",
+                                              reason=hs.REASON_NO_COUNSELLORS)
+            moved.append(conversation_id)
+        if all_left:
+            self._had_counsellors = False
+        if moved:
+            log.info("%d queued conversations back with the bot: %s", len(moved),
+                     "every counsellor left" if all_left else "no counsellor expected today")
+        return moved
 
     async def _watch_availability(self) -> None:
         """Counsellors who vanished with a process, or the chat's hours beginning or ending, change

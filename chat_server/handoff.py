@@ -29,6 +29,8 @@ import re
 from datetime import timedelta
 from typing import Any, Awaitable, Callable, Protocol
 
+from bot.types import Availability
+
 from .errors import IllegalTransition
 from .events import Events, HandoffView
 from .models import Conversation, utcnow
@@ -50,6 +52,8 @@ REASON_PUT_BACK = "put_back"
 REASON_COUNSELLOR_GONE = "counsellor_disconnected"
 # A queued -> queued record: the resident wrote of a crisis while waiting.
 REASON_CRISIS = "crisis_while_waiting"
+# queued -> bot by the system: every counsellor left, or the chat's hours ended with nobody online.
+REASON_NO_COUNSELLORS = "no_counsellors"
 # How far before the current front a requeued conversation is placed.
 FRONT_OFFSET = timedelta(milliseconds=1)
 
@@ -93,7 +97,8 @@ StateListener = Callable[[Conversation, str, str], Awaitable[None]]
 class Handoff:
     def __init__(self, queue: HandoffQueue, presence: Presence, events: Events,
                  notices: NoticeSource, *, secs_per_conversation: float, default_language: str,
-                 is_open: Callable[[], bool] | None = None) -> None:
+                 is_open: Callable[[], bool] | None = None,
+                 expected_soon: Callable[[], bool] | None = None) -> None:
         self.queue = queue
         self.presence = presence
         self.events = events
@@ -101,6 +106,9 @@ class Handoff:
         self.secs_per_conversation = secs_per_conversation
         self.default_language = default_language
         self.is_open = is_open or (lambda: True)
+        # Whether a counsellor is expected later today when nobody is online now (chat hours
+        # today); by default, whether it is chat hours now.
+        self.expected_soon = expected_soon or (lambda: self.is_open())
         self.queue_listeners: list[QueueListener] = []
         self.state_listeners: list[StateListener] = []
         self._broadcast_lock = asyncio.Lock()
@@ -108,6 +116,12 @@ class Handoff:
     async def available(self) -> bool:
         """Whether a resident can get a counsellor now: chat hours, and someone online."""
         return self.is_open() and await self.presence.online_count() > 0
+
+    async def availability(self, state: str) -> Availability:
+        """What the bot may promise a resident whose conversation is in ``state``."""
+        now = await self.available()
+        return Availability(now=now, expected_soon=not now and bool(self.expected_soon()),
+                            queued=state == QUEUED)
 
     def _queued_view(self, position: int | None, online: int, open_now: bool) -> HandoffView:
         if online == 0 or not open_now:
@@ -262,7 +276,8 @@ class Handoff:
                     return "handoff_crisis_unavailable", {}
                 if from_state == COUNSELLOR and reason == REASON_COUNSELLOR_GONE:
                     return "handoff_requeued_unavailable", {}
-                return "counsellors_unavailable", {}
+                # Joined while nobody is online (a counsellor expected soon): the bot answers meanwhile.
+                return "handoff_queued_waiting", {"position": view.position or 1}
             if reason == REASON_CRISIS:  # escalated while waiting: the emergency guidance itself
                 return "crisis", {}
             if crisis:
@@ -274,6 +289,8 @@ class Handoff:
         if to_state == COUNSELLOR:
             return "handoff_joined", {"counsellor_name": view.counsellor_name or ""}
         if to_state == BOT and from_state == QUEUED:
+            if reason == REASON_NO_COUNSELLORS:
+                return "handoff_no_counsellors", {}
             return "handoff_left_queue", {}
         if to_state == CLOSED:
             return "handoff_closed", {}

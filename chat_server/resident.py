@@ -401,13 +401,17 @@ class ResidentChannel:
             raise UnknownSession("unknown or expired session", client_id=message.client_id)
         ui_language = message.language or self.sockets[sid].language
         turn: BotTurn | None = None
-        with_bot = current.handoff_state in (hs.BOT, hs.CLOSED)
+        availability = await self.handoff.availability(current.handoff_state)
+        # Never silent: the bot answers unless a counsellor has the chat or can pick it
+        # up now; a queued resident nobody can reach yet gets the bot meanwhile.
+        with_bot = current.handoff_state in (hs.BOT, hs.CLOSED) or (
+            current.handoff_state == hs.QUEUED and not availability.now)
         typing = asyncio.create_task(self._bot_typing(conversation_id)) if with_bot else None
         try:
             if with_bot:
                 turn = await self.bot.handle(
                     message.text, DialogueState.from_dict(current.dialogue_state), ui_language,
-                    counsellors_online=await self.handoff.available())
+                    availability=availability)
             stored = await self._store_turn(sid, conversation_id, message, turn)
         except IntegrityError:
             # The same client_id came again (a resend after a reconnect, or a race
@@ -454,6 +458,10 @@ class ResidentChannel:
                                               reason="resident_wrote")
             if turn is not None and conversation.handoff_state == hs.BOT:
                 return await self._apply_turn(tx, sid, conversation, message, turn)
+            if turn is not None and conversation.handoff_state == hs.QUEUED:
+                # Queued, and nobody can pick it up yet: the bot answers meanwhile and the
+                # chat keeps its place (the counsellor reads it all when they come).
+                return await self._apply_turn(tx, sid, conversation, message, turn, keep_queue=True)
             # Queued or with a counsellor (or it changed while the bot thought):
             # stored for the counsellor, not sent to the bot. The crisis lexicon
             # still reads it: a resident in crisis while waiting gets the emergency
@@ -468,7 +476,15 @@ class ResidentChannel:
             tx.on_commit(lambda: self.events.console_message(conversation_id, stored))
             if crisis:
                 await self.handoff.escalate(tx, conversation, actor="system")
+            else:  # a clear status with the ack: waiting (place, wait) or with a counsellor
+                tx.on_commit(lambda: self._tell_status(sid, conversation))
             return stored
+
+    async def _tell_status(self, sid: str, conversation: Conversation) -> None:
+        try:
+            await self.events.handoff_state_to_socket(sid, await self.handoff.view(conversation))
+        except Exception as exc:  # the socket went away, or Redis: the next message tells again
+            log.warning("could not send the handoff status: %s", type(exc).__name__)
 
     def _turn_events(self, sid: str, conversation_id: int, stored: Message,
                      answers: list[Message]) -> list[Callable[[], Awaitable[None]]]:
@@ -479,7 +495,7 @@ class ResidentChannel:
         return events
 
     async def _apply_turn(self, tx: Transaction, sid: str, conversation: Conversation,
-                          message: ResidentMessage, turn: BotTurn) -> Message:
+                          message: ResidentMessage, turn: BotTurn, *, keep_queue: bool = False) -> Message:
         rows, changes = _turn_rows(conversation.id, message, turn)
         stored, *answers = [Message(**row) for row in rows]
         tx.session.add_all([stored, *answers])
@@ -488,6 +504,10 @@ class ResidentChannel:
         tx.add_guesses(stored, turn.parse.ranking[:INTENT_GUESSES_KEPT])
         for event in self._turn_events(sid, conversation.id, stored, answers):
             tx.on_commit(event)
+        if keep_queue:
+            if turn.handoff is not None and turn.handoff.priority == "crisis":
+                await self.handoff.escalate(tx, conversation, actor="system")
+            return stored
         if turn.handoff is not None:
             await self.handoff.transition(
                 tx, conversation, hs.QUEUED, actor="bot", reason=turn.handoff.reason,

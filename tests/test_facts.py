@@ -220,3 +220,66 @@ def test_public_holidays_can_be_turned_off_and_bad_hours_are_refused():
         OpeningHours({"chat": weekdays, "exceptions": [{"date": "2026-12-31", "chat": "9-12"}]})
     with pytest.raises(ValueError, match="closed_dates"):
         OpeningHours({"chat": weekdays, "closed_dates": ["31.12.2026"]})
+
+
+# --- the facts command and the start-up check ---------------------------------------------------
+
+
+def test_start_up_check_logs_and_production_refuses_an_incomplete_crisis_path(content, caplog):
+    import logging
+
+    from bot.facts import CrisisFactsMissing, check_on_start
+
+    log = logging.getLogger("test.facts")
+    with caplog.at_level(logging.WARNING, logger="test.facts"):
+        check_on_start(content, False, log)
+    text = caplog.text
+    assert "polku_phone" in text and "polku_chat_hours" in text and "emergency_social_services_phone" in text
+    with pytest.raises(CrisisFactsMissing, match="emergency_social_services_phone"):
+        check_on_start(content, True, log)
+    filled = _copy(content)
+    filled.facts["emergency_social_services_phone"] = "044 000 0000"
+    del filled.fact_entries["emergency_social_services_phone"]["placeholder"]
+    check_on_start(filled, True, log)  # complete: starts
+
+
+def test_facts_command_lists_what_is_left(capsys):
+    import json
+
+    from bot.__main__ import main
+
+    assert main(["facts"]) == 1  # the crisis path is not complete in the seed
+    out = capsys.readouterr().out
+    assert out.index("UNFILLED") < out.index("EXAMPLE") < out.index("STALE")
+    assert "polku_phone" in out and "Crisis path: UNFILLED emergency_social_services_phone" in out
+    assert main(["facts", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert "polku_phone" in {row["name"] for row in data["unfilled"]}
+    assert {row["name"] for row in data["example"]} >= {"polku_chat_hours", "polku_phone_hours"}
+    assert data["unfilled_crisis_path"] == ["emergency_social_services_phone"]
+    assert data["example_opening_hours"] is True
+
+
+def test_server_refuses_to_start_in_production_with_an_unfilled_crisis_fact(tmp_path):
+    import asyncio
+    import contextlib
+
+    import socketio
+
+    from bot.facts import CrisisFactsMissing
+    from bot.settings import Settings
+    from chat_server.app import ChatServer
+
+    settings = Settings(environ={}, POLKU_DATA_DIR=str(tmp_path), POLKU_REQUIRE_CRISIS_FACTS=True,
+                        POLKU_RASA_URL="http://127.0.0.1:9")
+    server = ChatServer(settings, socketio.AsyncServer(async_mode="aiohttp"))
+
+    async def start():
+        try:
+            await server.start()
+        finally:
+            with contextlib.suppress(Exception):
+                await server.stop()
+
+    with pytest.raises(CrisisFactsMissing):
+        asyncio.run(start())

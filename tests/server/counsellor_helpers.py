@@ -110,7 +110,7 @@ class ConsoleClient(EventInbox):
         return answer
 
 
-async def queued_resident(connect, server: RunningServer | str, text: str = "/request_counsellor"):
+async def queued_resident(connect, server: RunningServer | str, text: str = "/join_queue"):
     """A resident whose conversation waits in the counsellor queue."""
     resident = await connect(server)
     await resident.session()

@@ -51,7 +51,7 @@ async def test_pick_up_talk_both_ways_and_close_with_tags(server, connect, couns
 
     taken = await anna.ok("pick_up", {"conversation_id": cid})
     senders = [m["sender"] for m in taken["messages"]]
-    assert senders[:3] == ["system", "resident", "bot"]  # the whole transcript, the bot's part included
+    assert senders[:3] == ["system", "resident", "system"]  # the whole transcript: welcome, request, queue notice
     assert taken["messages"][-1]["text"].startswith("Anna")  # handoff_joined
     state = await resident.next("handoff_state", lambda p: p["state"] == "counsellor")
     assert state["counsellor_name"] == "Anna"
@@ -180,7 +180,7 @@ async def test_nobody_online_or_chat_closed_is_unavailable(server, connect, coun
     resident = await queued_resident(connect, server)
     assert resident.received[-1][0] in ("handoff_state", "bot_uttered")
     notices = await server.sql("SELECT response_id FROM messages WHERE sender = 'system' ORDER BY id")
-    assert notices[-1] == ("counsellors_unavailable",)
+    assert notices[-1] == ("handoff_queued_waiting",)
     # A counsellor signs in: the waiting resident learns there is someone now.
     anna = await counsellors(server, "anna")
     assert (await resident.next("handoff_state", lambda p: p["state"] == "queued"))["position"] == 1

@@ -107,10 +107,19 @@ async def test_failed_commit_undoes_the_queue(launch, backend_settings):
 
 
 async def test_handoff_when_nobody_is_online(server, resident):
+    """Chat hours (always open here), nobody online: one honest message; the resident
+    chooses to wait in the queue, and the bot keeps answering meanwhile."""
     client_id = await resident.say("/request_counsellor")
     await resident.ack(client_id)
     answer = await resident.next("bot_uttered")
     assert answer["metadata"]["sender"] == "bot"
+    assert [qr["payload"] for qr in answer["quick_replies"]] == ["/join_queue", "/callback_request"]
+    await resident.settle()
+    assert resident.pending("bot_uttered") == [] and resident.pending("handoff_state") == []  # one message
+    assert await server.sql("SELECT handoff_state FROM conversations") == [("bot",)]
+    assert await server.sql("SELECT response_id FROM messages WHERE sender = 'bot'") == [("counsellors_expected",)]
+
+    await resident.ack(await resident.say("/join_queue"))
     state = await resident.next("handoff_state")
     assert state == {"state": "unavailable", "position": 1, "estimated_wait_secs": None,
                      "counsellor_name": None}
@@ -121,13 +130,19 @@ async def test_handoff_when_nobody_is_online(server, resident):
     assert rows == [("queued", "normal", "requested")]
     assert await server.sql("SELECT from_state, to_state, actor FROM handoff_transitions") == [
         ("bot", "queued", "bot")]
+    assert await server.sql("SELECT response_id FROM messages ORDER BY id DESC LIMIT 1") == [
+        ("handoff_queued_waiting",)]
 
-    # While queued: stored and acked, not sent to the bot.
+    # While queued with nobody online: stored for the counsellor, and the bot answers.
     await resident.ack(await resident.say("onko ketään?"))
-    await resident.settle()
-    assert resident.pending("bot_uttered") == []
-    rows = await server.sql("SELECT sender, intent FROM messages ORDER BY id DESC LIMIT 1")
-    assert rows == [("resident", None)]
+    assert (await resident.next("bot_uttered"))["metadata"]["sender"] == "bot"
+    assert await server.sql("SELECT handoff_state FROM conversations") == [("queued",)]
+    # Asking for a person again: told it is already queued, not queued twice.
+    await resident.ack(await resident.say("/request_counsellor"))
+    again = await resident.next("bot_uttered")
+    assert await server.sql("SELECT response_id FROM messages ORDER BY id DESC LIMIT 1") == [
+        ("handoff_still_queued",)]
+    assert again["metadata"]["sender"] == "bot"
 
     # Leaving the queue: back to the bot, which answers again.
     await resident.emit("leave_queue", {"session_id": resident.session_id})
@@ -144,10 +159,28 @@ async def test_handoff_when_nobody_is_online(server, resident):
     assert await server.count("handoff_transitions") == 2
 
 
+async def test_outside_chat_hours_a_request_is_one_message_and_never_queued(server, resident):
+    server.server.handoff.is_open = lambda: False
+    server.server.handoff.expected_soon = lambda: False
+    await server.server.presence.heartbeat("anna", "Anna")  # online, but the chat is closed
+    for text in ("/request_counsellor", "/join_queue"):
+        await resident.ack(await resident.say(text))
+        answer = await resident.next("bot_uttered")
+        assert answer["metadata"]["sender"] == "bot"
+        assert [qr["payload"] for qr in answer["quick_replies"]] == ["/callback_request", "/polku_contact"]
+        assert "112" in answer["text"] and "[" not in answer["text"]
+        await resident.settle()
+        assert resident.pending("bot_uttered") == [] and resident.pending("handoff_state") == []
+    assert await server.sql("SELECT handoff_state FROM conversations") == [("bot",)]
+    assert await server.count("handoff_transitions") == 0
+    # The bot goes on answering.
+    await resident.ack(await resident.say("moi"))
+    assert (await resident.next("bot_uttered"))["metadata"]["sender"] == "bot"
+
+
 async def test_handoff_with_a_counsellor_online_tells_position_and_wait(server, resident):
     await server.server.presence.heartbeat("anna", "Anna")
     await resident.ack(await resident.say("/request_counsellor"))
-    await resident.next("bot_uttered")
     state = await resident.next("handoff_state")
     wait = int(server.settings.queue_secs_per_conversation)
     assert state == {"state": "queued", "position": 1, "estimated_wait_secs": wait,
@@ -156,6 +189,8 @@ async def test_handoff_with_a_counsellor_online_tells_position_and_wait(server, 
     assert re.search(r"\b1\b", notice["text"]) and f"{wait // 60} min" in notice["text"]
     assert await server.sql("SELECT response_id FROM messages WHERE sender = 'system' "
                             "ORDER BY id DESC LIMIT 1") == [("handoff_queued",)]
+    # One message: the notice with the place and wait, no "just a moment" from the bot before it.
+    assert await server.sql("SELECT count(*) FROM messages WHERE sender = 'bot'") == [(0,)]
 
 
 async def test_crisis_goes_to_the_front_of_the_queue(server, connect):
@@ -179,7 +214,7 @@ async def test_crisis_goes_to_the_front_of_the_queue(server, connect):
 
 
 async def test_resume_while_queued_shows_the_queue_state(server, resident, connect):
-    await resident.ack(await resident.say("/request_counsellor"))
+    await resident.ack(await resident.say("/join_queue"))
     await resident.next("handoff_state")
     again = await connect(server)
     await again.session(resident.session_id)
@@ -190,7 +225,7 @@ async def test_queue_restored_from_the_database_at_startup(launch, backend_setti
     first = await launch(backend_settings)
     client = await connect(first)
     await client.session()
-    await client.ack(await client.say("/request_counsellor"))
+    await client.ack(await client.say("/join_queue"))
     await client.next("handoff_state")
     await client.close()
     await first.server.queue.remove(1)  # as if the in-memory queue died with its process

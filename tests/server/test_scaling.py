@@ -34,7 +34,7 @@ async def test_events_cross_processes_through_redis(launch, postgres_settings, c
     assert await on_b.next("bot_uttered") == answer  # sent by a, delivered by b
 
     # And the other way round, with a handoff: b's state change reaches a.
-    await on_b.ack(await on_b.say("/request_counsellor"))
+    await on_b.ack(await on_b.say("/join_queue"))  # nobody online: the resident chooses to wait
     state = await on_b.next("handoff_state")
     assert await on_a.next("handoff_state") == state
 
