@@ -361,6 +361,16 @@ class CounsellorChannel:
             log.warning("presence leave not recorded for staff %s", state.staff.id)
         log.info("console of staff %s disconnected", state.staff.id)
         await self.handoff.queue_changed()
+        await self._note_last_left()
+
+    async def _note_last_left(self) -> None:
+        """The last counsellor's console closed here: sweep_unattended counts from now."""
+        try:
+            if await self.presence.online_count() == 0:
+                self._had_counsellors = True
+                self._nobody_since = self._nobody_since or time.monotonic()
+        except BackendUnavailable:
+            pass
 
     async def session_ended(self, session_id: int) -> None:
         """A sign-out: every console of that session is told, and the ones here are closed."""

@@ -1,0 +1,214 @@
+"""Never silent (issue 15 item 1): whatever handoff state a conversation is in,
+a resident's message gets an answer or a clear status within a few seconds,
+over real Socket.IO, on both backends. The walk makes every move of the
+handoff table (chat_server/handoff.py MOVES)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+
+from chat_server import handoff as hs
+
+from .counsellor_helpers import StaffBrowser, conversation_id_of, create_staff, skip_pending
+
+ANSWER_WITHIN_SECS = 3.0
+REPLY_EVENTS = ("bot_uttered", "handoff_state")
+
+
+async def answered(resident, text: str, *, want: str | None = None) -> tuple[str, dict, float]:
+    """Say ``text``; the first answer (bot_uttered) or status (handoff_state) after its ack,
+    and how long it took. Fails when none comes within ANSWER_WITHIN_SECS."""
+    skip_pending(resident)
+    start = len(resident.received)
+    began = time.monotonic()
+    await resident.ack(await resident.say(text), timeout=ANSWER_WITHIN_SECS)
+    while time.monotonic() - began < ANSWER_WITHIN_SECS:
+        for name, payload in resident.received[start:]:
+            if name in REPLY_EVENTS and (want is None or name == want):
+                return name, payload, time.monotonic() - began
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{text!r}: no answer or status within {ANSWER_WITHIN_SECS}s; "
+                         f"got {resident.received[start:]!r}")
+
+
+async def last_response_id(server, cid: int) -> str:
+    rows = await server.sql("SELECT response_id FROM messages WHERE conversation_id = :c AND sender != 'resident' "
+                            "ORDER BY id DESC LIMIT 1", c=cid)
+    return rows[0][0]
+
+
+async def state_of(server, cid: int) -> tuple[str, str]:
+    rows = await server.sql("SELECT handoff_state, priority FROM conversations WHERE id = :c", c=cid)
+    return rows[0]
+
+
+@pytest.fixture
+async def staff():
+    opened: list[StaffBrowser] = []
+
+    async def _console(server, name: str):
+        await create_staff(server, name)
+        browser = StaffBrowser(server)
+        opened.append(browser)
+        await browser.sign_in(name)
+        console = await browser.open_console()
+        await console.ok("hello")
+        return console
+
+    yield _console
+    for browser in opened:
+        await browser.close()
+
+
+async def test_every_handoff_state_answers_a_resident_message(server, connect, staff):
+    srv = server.server
+    timings: list[float] = []
+
+    async def check(resident, text, *, want=None):
+        name, payload, took = await answered(resident, text, want=want)
+        timings.append(took)
+        return name, payload
+
+    resident = await connect(server)
+    await resident.session()
+    await resident.next("bot_uttered")
+    cid = await conversation_id_of(server, resident)
+
+    # bot: the bot answers.
+    name, payload = await check(resident, "moi")
+    assert name == "bot_uttered" and payload["metadata"]["sender"] == "bot"
+
+    # Outside chat hours: a request for a person is one honest message; still with the bot.
+    srv.handoff.is_open = lambda: False
+    srv.handoff.expected_soon = lambda: False
+    name, payload = await check(resident, "/request_counsellor")
+    assert name == "bot_uttered" and await last_response_id(server, cid) == "counsellors_unavailable"
+    assert await state_of(server, cid) == (hs.BOT, "normal")
+    name, payload = await check(resident, "miten haen asumistukea")
+    assert name == "bot_uttered" and payload["metadata"]["sender"] == "bot"
+
+    # Chat hours, nobody online: the resident may wait in the queue (bot -> queued) ...
+    srv.handoff.is_open = lambda: True
+    srv.handoff.expected_soon = lambda: True
+    await check(resident, "/request_counsellor")
+    assert await last_response_id(server, cid) == "counsellors_expected"
+    name, payload = await check(resident, "/join_queue")
+    assert name == "handoff_state" and payload["state"] == "unavailable"
+    # ... where the bot answers while nobody can pick it up.
+    name, payload = await check(resident, "onko siellä ketään", want="bot_uttered")
+    assert payload["metadata"]["sender"] == "bot"
+    assert await state_of(server, cid) == (hs.QUEUED, "normal")
+
+    # queued -> bot (the resident leaves).
+    await resident.emit("leave_queue", {"session_id": resident.session_id})
+    assert (await resident.next("handoff_state", lambda p: p["state"] == hs.BOT))["state"] == hs.BOT
+    name, _ = await check(resident, "moi")
+    assert name == "bot_uttered"
+
+    # A counsellor signs in: queued with someone online -> a clear status (place and wait).
+    anna = await staff(server, "anna")
+    name, payload = await check(resident, "/request_counsellor")
+    assert name == "handoff_state" and payload["state"] == hs.QUEUED
+    name, payload = await check(resident, "oon jonossa")
+    assert name == "handoff_state" and (payload["state"], payload["position"]) == (hs.QUEUED, 1)
+
+    # queued -> counsellor: the status says who; the counsellor reads the message.
+    await anna.ok("pick_up", {"conversation_id": cid})
+    name, payload = await check(resident, "hei, tarviin apua vuokran kanssa", want="handoff_state")
+    assert payload["state"] == hs.COUNSELLOR and payload["counsellor_name"]
+    line = await anna.next("message", lambda p: p["message"]["sender"] == "resident"
+                           and "vuokran" in p["message"]["text"])
+    assert line["conversation_id"] == cid
+
+    # counsellor -> queued (put back), then picked up again, then closed: the bot answers again.
+    await anna.ok("put_back", {"conversation_id": cid})
+    name, payload = await check(resident, "mitä nyt", want="handoff_state")
+    assert payload["state"] == hs.QUEUED
+    await anna.ok("pick_up", {"conversation_id": cid})
+    await anna.ok("close", {"conversation_id": cid, "tags": ["housing_problem"]})
+    assert await state_of(server, cid) == (hs.CLOSED, "normal")
+    name, payload = await check(resident, "kiitos, vielä yks kysymys", want="bot_uttered")  # closed -> bot
+    assert payload["metadata"]["sender"] == "bot"
+    assert await state_of(server, cid) == (hs.BOT, "normal")
+
+    # counsellor -> closed when the counsellor closes is covered; queued -> closed: a queued
+    # resident silent too long is closed (system), and can write again.
+    other = await connect(server)
+    await other.session()
+    await other.next("bot_uttered")
+    other_id = await conversation_id_of(server, other)
+    await check(other, "/request_counsellor")
+    srv.counsellor.abandon_after = timedelta(microseconds=1)
+    await server.sql("UPDATE conversations SET last_activity_at = last_activity_at - interval '1 hour' "
+                     "WHERE id = :c", c=other_id) if server.server.engine.dialect.name == "postgresql" else \
+        await server.sql("UPDATE conversations SET last_activity_at = datetime(last_activity_at, '-1 hour') "
+                         "WHERE id = :c", c=other_id)
+    await srv.counsellor.sweep_abandoned()
+    srv.counsellor.abandon_after = timedelta(hours=4)
+    assert await state_of(server, other_id) == (hs.CLOSED, "normal")
+    name, payload = await check(other, "oonko vielä jonossa", want="bot_uttered")
+    assert payload["metadata"]["sender"] == "bot"
+    await check(resident, "/request_counsellor")
+
+    # Every counsellor leaves: the queued resident is told and returned to the bot ...
+    assert await state_of(server, cid) == (hs.QUEUED, "normal")
+    skip_pending(resident)
+    await anna.close()
+    for _ in range(50):
+        if await srv.presence.online_count() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await srv.counsellor.sweep_unattended(now=time.monotonic()) == []  # not at once: they may come back
+    moved = await srv.counsellor.sweep_unattended(now=time.monotonic() + srv.counsellor.nobody_back_secs + 1)
+    assert moved == [cid]
+    told = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
+    assert "112" in told["text"] and await last_response_id(server, cid) == "handoff_no_counsellors"
+    assert (await resident.next("handoff_state", lambda p: p["state"] == hs.BOT))["state"] == hs.BOT
+    name, payload = await check(resident, "no mitä nyt teen", want="bot_uttered")
+    assert payload["metadata"]["sender"] == "bot"
+
+    # Crisis with nobody online: queued first (a counsellor signing in sees it first), told
+    # honestly, and the bot still answers; the sweep leaves crisis chats queued.
+    name, payload = await check(resident, "mulla on halu kuolla", want="bot_uttered")
+    assert "112" in payload["text"]
+    await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
+    assert await last_response_id(server, cid) == "handoff_crisis_unavailable"
+    assert await state_of(server, cid) == (hs.QUEUED, "crisis")
+    name, payload = await check(resident, "onko kukaan lukemassa", want="bot_uttered")
+    assert payload["metadata"]["sender"] == "bot"
+    srv.handoff.is_open = lambda: False
+    srv.handoff.expected_soon = lambda: False
+    assert await srv.counsellor.sweep_unattended(now=time.monotonic() + 10_000) == []
+    assert await state_of(server, cid) == (hs.QUEUED, "crisis")
+
+    # Every move of the table was made, every state visited.
+    moves = set(await server.sql("SELECT DISTINCT from_state, to_state FROM handoff_transitions "
+                                 "WHERE from_state != to_state"))
+    assert moves == set(hs.MOVES), set(hs.MOVES) - moves
+    print(f"\nanswer or status after each of {len(timings)} messages: "
+          f"max {max(timings) * 1000:.0f} ms, median {sorted(timings)[len(timings) // 2] * 1000:.0f} ms")
+
+
+async def test_nobody_online_and_chat_over_for_today_returns_the_queue_at_once(server, connect):
+    """Queued while chat hours were on and nobody came: when the day's hours end with
+    nobody online, the resident is told and returned to the bot at the next sweep."""
+    srv = server.server
+    resident = await connect(server)
+    await resident.session()
+    await resident.next("bot_uttered")
+    cid = await conversation_id_of(server, resident)
+    await resident.ack(await resident.say("/join_queue", language="sv"))
+    assert (await resident.next("handoff_state"))["state"] == "unavailable"
+    assert await srv.counsellor.sweep_unattended() == []  # chat hours (always open here): it waits
+    await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")  # handoff_queued_waiting
+    skip_pending(resident)
+    srv.handoff.is_open = lambda: False
+    srv.handoff.expected_soon = lambda: False
+    assert await srv.counsellor.sweep_unattended() == [cid]
+    told = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
+    assert told["metadata"]["language"] == "sv" and "112" in told["text"]
+    assert await state_of(server, cid) == (hs.BOT, "normal")
