@@ -487,8 +487,17 @@ class CounsellorChannel:
             "snippets": self.content.snippets,
             "tags": [{"tag": t, "labels": self.content.tag_labels[t]} for t in CLOSE_TAGS],
             "available": await self.handoff.available(),
+            "closures": self._closures(),
             "grace_secs": self.grace_secs,
         }
+
+    def _closures(self) -> list[dict[str, Any]]:
+        """The coming two weeks' closed days (public holidays, the area's own, exceptions)."""
+        content = getattr(self.handoff.notices, "content", None)
+        try:
+            return [c.to_json() for c in content.hours.closures(14)] if content is not None else []
+        except ValueError:
+            return []
 
     async def on_open(self, sid: str, data: Any) -> dict[str, Any]:
         conversation_id = check_conversation_id(data)

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS
+from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS, ContentError
 from bot.nlu import RasaClient
 
 from ..shutdown import bounded
@@ -101,6 +101,8 @@ class Admin:
                              "help": fact_help.get(name, "")}
                       for name, entry in data.facts.items()},
             "hours": {k: v for k, v in data.opening_hours.items() if isinstance(v, dict)},
+            # Facts to fill, confirm or re-check first; the coming closed days (holidays, the area's own).
+            **_facts_attention(data),
             "placeholders": sorted(set(data.facts) | RUNTIME_PLACEHOLDERS),
             "payload_targets": sorted(PAYLOAD_TARGETS, key=_intent_order),
             "problems": [p.to_json() for p in data.problems()],
@@ -109,6 +111,19 @@ class Admin:
             # changed since the page loaded it is not overwritten.
             "versions": versions(data),
         }
+
+
+def _facts_attention(data: TrainingData) -> dict[str, Any]:
+    try:
+        content = data.to_content()
+        report = [{k: v for k, v in row.items() if k != "value"} for row in content.fact_report()]
+        closures = [c.to_json() for c in content.hours.closures(30)]
+        example_hours = content.hours.example
+        crisis = content.unfilled_crisis_facts()
+    except (ContentError, ValueError):  # the page lists the problems; the report waits for a valid file
+        report, closures, example_hours, crisis = [], [], False, []
+    return {"fact_report": report, "closures": closures, "example_hours": example_hours,
+            "unfilled_crisis_facts": crisis}
 
 
 def _intent_order(name: str) -> tuple[int, str]:

@@ -439,11 +439,12 @@ def _fact_entry(value: Any, item: dict, old: Any) -> dict[str, Any]:
             entry.pop("checked", None)
         else:
             entry["checked"] = _text(checked, {**item, "field": "checked"}, "checked").strip()
-    if "placeholder" in value:
-        if value["placeholder"]:
-            entry["placeholder"] = True
-        else:
-            entry.pop("placeholder", None)
+    for flag in ("placeholder", "example"):  # unfilled / an invented example: never shown to residents
+        if flag in value:
+            if value[flag]:
+                entry[flag] = True
+            else:
+                entry.pop(flag, None)
     # Keep the files' own order: value, placeholder, checked.
     return {k: entry[k] for k in ("value", "placeholder", "checked") if k in entry} | {
         k: v for k, v in entry.items() if k not in ("value", "placeholder", "checked")}

@@ -243,6 +243,7 @@
       state.mine.forEach(function (s) { chat(s.conversation_id).summary = s; });
       renderMine();
       renderCallbacks();
+      renderClosures(r.closures || []);
       renderTagOptions();
       // After a reconnect: open chats get their transcripts (and live lines) again.
       Object.keys(state.chats).forEach(function (id) {
@@ -252,6 +253,24 @@
           load(Number(id), false);
         }
       });
+    });
+  }
+
+  // The coming days when the chat, phone or walk-in is closed or keeps other hours.
+  function renderClosures(closures) {
+    var list = document.getElementById("closure-list");
+    list.textContent = "";
+    document.getElementById("closures-empty").hidden = closures.length > 0;
+    closures.forEach(function (c) {
+      var item = document.createElement("li");
+      var when = document.createElement("time");
+      when.setAttribute("datetime", c.date);
+      when.textContent = c.date;
+      var spans = Object.keys(c.channels).map(function (ch) {
+        return (T["channel_" + ch] || ch) + " " + (c.channels[ch] || T.closed_word);
+      }).join(", ");
+      item.append(when, document.createTextNode(" " + (c.reason || "") + ": " + spans));
+      list.appendChild(item);
     });
   }
 
