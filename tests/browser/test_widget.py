@@ -370,24 +370,8 @@ def test_message_written_offline_survives_a_reload_and_is_sent_after_reconnect(n
     expect(page.locator(RESIDENT_MESSAGES).filter(has_text="Kirjoitin tämän")).to_have_count(1)
 
 
-def test_asking_for_a_counsellor_shows_the_queue_and_leaving_it(page, chat_server):
-    open_demo(page, chat_server)
-    open_with_keyboard(page)
-    wait_for_welcome(page)
-    send_with_enter(page, QUESTION_FI)
-    wait_for_answer(page)
-    page.get_by_role("button", name="Haluan jutella ohjaajan kanssa").last.click()
-    banner = page.locator(".polku-handoff")
-    expect(banner).to_be_visible()
-    # Nobody is online in a test: the resident is told so, and stays in the queue.
-    expect(banner).to_contain_text("Ohjaajia ei ole juuri nyt paikalla")
-    leave = banner.get_by_role("button", name="Poistu jonosta")
-    expect(leave).to_be_visible()
-    leave.focus()
-    page.keyboard.press("Enter")
-    expect(banner).to_be_hidden()
-    assert active_matches(page, "textarea.polku-input"), "the focus must not be lost with the button"
-    assert session_value(page, "handoff")["state"] == "bot"
+# Asking for a counsellor with nobody online (the queue, leaving it, answers meanwhile):
+# tests/browser/test_never_silent.py, on servers whose chat hours do not depend on the hour.
 
 
 def test_an_expired_session_starts_a_fresh_transcript(page, chat_server):
