@@ -364,7 +364,7 @@ def check_facts(facts: dict[str, Any], opening_hours: dict[str, Any]) -> list[Pr
                 problems.append(problem("malformed", item, detail=f"unknown weekday {day}"))
             elif not isinstance(span, str) or not _HOURS.fullmatch(span) or span[:5] >= span[6:]:
                 problems.append(problem("bad_hours", item))
-    if not problems:
+    if not any(dict(p.item).get("kind") == "hours" for p in problems):
         try:  # closed_dates and exceptions (by date)
             OpeningHours(opening_hours)
         except HoursError as exc:
