@@ -170,9 +170,11 @@ class Bot:
         if availability.queued:
             response_id = "handoff_still_queued"
         elif availability.now:
+            if first is None and not availability.notices:
+                first = self.content.reply("request_counsellor", lang)
             replies = (first,) if first is not None else ()
             return BotTurn(parsed, replies, state, Handoff(reason, "normal", state.last_topic),
-                           understood=first is None)
+                           understood=reason != "fallback")
         elif availability.expected_soon:
             response_id = "counsellors_expected"
         else:
@@ -180,7 +182,7 @@ class Bot:
         answer = self.content.reply(response_id, lang)
         if first is not None:  # "I didn't understand" and the next steps, as one message
             answer = Reply(f"{first.text} {answer.text}".strip(), answer.quick_replies, response_id)
-        return BotTurn(parsed, (answer,), state, understood=first is None)
+        return BotTurn(parsed, (answer,), state, understood=reason != "fallback")
 
     async def _answer(self, parsed: ParseResult, state: DialogueState,
                       counsellors_online: bool | None, availability: Availability) -> BotTurn:

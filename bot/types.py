@@ -113,6 +113,9 @@ class Availability:
     now: bool = True  # chat hours, and a counsellor online: a handoff goes to the queue
     expected_soon: bool = False  # nobody now, but a counsellor is expected (chat hours today)
     queued: bool = False  # the conversation already waits in the queue (the bot answers meanwhile)
+    # The chat server tells a move to the queue in its own notice (place and wait), so the bot
+    # says nothing of its own then; without a chat server (the shell, tests) the bot says it.
+    notices: bool = False
 
 
 @dataclass(frozen=True)

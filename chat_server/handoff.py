@@ -121,7 +121,7 @@ class Handoff:
         """What the bot may promise a resident whose conversation is in ``state``."""
         now = await self.available()
         return Availability(now=now, expected_soon=not now and bool(self.expected_soon()),
-                            queued=state == QUEUED)
+                            queued=state == QUEUED, notices=True)
 
     def _queued_view(self, position: int | None, online: int, open_now: bool) -> HandoffView:
         if online == 0 or not open_now:

@@ -412,7 +412,8 @@ class ResidentChannel:
                 turn = await self.bot.handle(
                     message.text, DialogueState.from_dict(current.dialogue_state), ui_language,
                     availability=availability)
-            stored = await self._store_turn(sid, conversation_id, message, turn)
+            stored = await self._store_turn(sid, conversation_id, message, turn,
+                                            for_queue=current.handoff_state == hs.QUEUED)
         except IntegrityError:
             # The same client_id came again (a resend after a reconnect, or a race
             # through another socket): it was answered when it first came;
@@ -440,7 +441,9 @@ class ResidentChannel:
         await self.events.typing(conversation_id, "bot", True)
 
     async def _store_turn(self, sid: str, conversation_id: int, message: ResidentMessage,
-                          turn: BotTurn | None) -> Message:
+                          turn: BotTurn | None, *, for_queue: bool = False) -> Message:
+        """``for_queue``: the bot answered a conversation it read as queued (nobody able to
+        pick it up); a turn read in another state is not applied to a queued one."""
         if turn is not None and turn.handoff is None:
             # The common turn: the bot answers and keeps the conversation. Its
             # rows are written in one go (on SQLite in the database's own thread).
@@ -458,7 +461,7 @@ class ResidentChannel:
                                               reason="resident_wrote")
             if turn is not None and conversation.handoff_state == hs.BOT:
                 return await self._apply_turn(tx, sid, conversation, message, turn)
-            if turn is not None and conversation.handoff_state == hs.QUEUED:
+            if turn is not None and for_queue and conversation.handoff_state == hs.QUEUED:
                 # Queued, and nobody can pick it up yet: the bot answers meanwhile and the
                 # chat keeps its place (the counsellor reads it all when they come).
                 return await self._apply_turn(tx, sid, conversation, message, turn, keep_queue=True)
