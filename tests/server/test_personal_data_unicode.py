@@ -152,6 +152,9 @@ async def test_unicode_personal_data_reaches_no_database_nlu_or_log(
 
     # A queued resident's messages go to no bot, but are stored (and read by the
     # crisis lexicon) all the same: the same redaction on that path.
+    # A counsellor online: the request queues the chat (with nobody online the bot would
+    # offer the queue and answer meanwhile).
+    await server.server.presence.heartbeat("anna", "Anna")
     queued = await connect(server)
     await queued.session()
     await queued.next("bot_uttered")
