@@ -280,3 +280,23 @@ def test_pages_reflow_at_200_and_400_percent_zoom(new_page, admin_server, viewpo
         assert_no_horizontal_scroll(page)
     if viewport["width"] == 640:
         save_screenshot(page, "admin-zoom200.png", full_page=False)
+
+
+def test_facts_page_lists_what_to_fill_first_and_the_coming_closures(new_page, admin_server):
+    """Issue 15: the facts to fill, confirm or re-check come first, each a link to its form;
+    the fact forms are in the same order; the coming closures are listed by the hours."""
+    page = new_page(bypass_csp=True)
+    sign_in(page, admin_server, "facts")
+    attention = page.locator("section.attention")
+    expect(attention).to_be_visible()
+    expect(attention.locator("li[data-fact='polku_phone']")).to_contain_text("Täydentämättä")
+    expect(attention.locator("li[data-fact='polku_chat_hours']")).to_contain_text("Esimerkki")
+    expect(attention.locator("li[data-fact='emergency_social_services_phone']")).to_contain_text("kriisivastauksissa")
+    assert attention.locator("li[data-fact='emergency_number']").count() == 0  # filled and checked
+    # The forms: unfilled first, with their badge; the attention list comes before them.
+    expect(page.locator("form.fact").first.locator(".badge--unfilled")).to_be_visible()
+    expect(page.locator("section.closures")).to_be_visible()
+    expect(page.locator("section.closures")).to_contain_text("esimerkkejä")
+    attention.locator("li[data-fact='polku_phone'] a").click()
+    expect(page.locator("#fact-polku_phone-heading")).to_be_focused()
+    assert run_axe(page) == []

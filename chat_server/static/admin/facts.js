@@ -34,7 +34,7 @@ function attentionList(data) {
   for (const row of rows) {
     const extra = row.crisis_path ? ` · ${t("crisisPath")}` : "";
     list.append(el("li", { "data-fact": row.name, "data-status": attentionOf(row) },
-      el("a", { href: `#fact-${row.name}-heading` }, el("code", {}, `{${row.name}}`)),
+      el("a", { href: `#facts/${encodeURIComponent(row.name)}` }, el("code", {}, `{${row.name}}`)),
       ` ${t(`status_${attentionOf(row)}`)}${extra}`));
   }
   section.append(list);
