@@ -19,19 +19,20 @@ ANSWER_WITHIN_SECS = 3.0
 REPLY_EVENTS = ("bot_uttered", "handoff_state")
 
 
-async def answered(resident, text: str, *, want: str | None = None) -> tuple[str, dict, float]:
+async def answered(resident, text: str, *, want: str | None = None,
+                   within: float = ANSWER_WITHIN_SECS) -> tuple[str, dict, float]:
     """Say ``text``; the first answer (bot_uttered) or status (handoff_state) after its ack,
-    and how long it took. Fails when none comes within ANSWER_WITHIN_SECS."""
+    and how long it took. Fails when none comes within ``within`` seconds."""
     skip_pending(resident)
     start = len(resident.received)
     began = time.monotonic()
-    await resident.ack(await resident.say(text), timeout=ANSWER_WITHIN_SECS)
-    while time.monotonic() - began < ANSWER_WITHIN_SECS:
+    await resident.ack(await resident.say(text), timeout=within)
+    while time.monotonic() - began < within:
         for name, payload in resident.received[start:]:
             if name in REPLY_EVENTS and (want is None or name == want):
                 return name, payload, time.monotonic() - began
         await asyncio.sleep(0.02)
-    raise AssertionError(f"{text!r}: no answer or status within {ANSWER_WITHIN_SECS}s; "
+    raise AssertionError(f"{text!r}: no answer or status within {within}s; "
                          f"got {resident.received[start:]!r}")
 
 
@@ -212,3 +213,89 @@ async def test_nobody_online_and_chat_over_for_today_returns_the_queue_at_once(s
     told = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
     assert told["metadata"]["language"] == "sv" and "112" in told["text"]
     assert await state_of(server, cid) == (hs.BOT, "normal")
+
+
+# --- random walks (hypothesis) -----------------------------------------------------------------
+
+from hypothesis import HealthCheck, Phase, given, settings as hsettings, strategies as st  # noqa: E402
+
+WALK_ACTIONS = ("say", "request", "join", "leave", "counsellor_on", "counsellor_off", "pick_up", "put_back",
+                "close", "crisis", "hours_closed", "hours_open", "sweep")
+_walks = iter(range(1_000_000))
+_walk_servers: dict[int, object] = {}
+WALK_ANSWER_WITHIN_SECS = 5.0  # a machine shared with other work: "a few seconds"
+
+
+# One server for all the examples (the test's fixtures live as long as the test), a fresh
+# resident each; no shrinking (a failure prints its walk).
+@hsettings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.generate],
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.sampled_from(WALK_ACTIONS), min_size=4, max_size=10))
+async def test_random_walks_never_leave_a_message_unanswered(launch, sqlite_settings, connect, actions):
+    """Whatever the resident, the counsellors, the clock and the sweeps do, in any order,
+    the resident's next message gets an answer or a status within a few seconds."""
+    server = _walk_servers.get(id(launch))
+    if server is None:
+        server = _walk_servers[id(launch)] = await launch(  # many residents and sign-ins from one address
+            sqlite_settings, POLKU_RATE_ADDRESS_PER_MIN=100_000, POLKU_RATE_SESSION_PER_MIN=100_000,
+            POLKU_LOGIN_RATE_ADDRESS_PER_MIN=100_000)
+    srv = server.server
+    srv.handoff.is_open = lambda: True
+    srv.handoff.expected_soon = lambda: True
+    resident = await connect(server)
+    await resident.session()
+    await resident.next("bot_uttered")
+    cid = await conversation_id_of(server, resident)
+    browser = console = None
+    try:
+        for action in actions:
+            state, _ = await state_of(server, cid)
+            if action == "say":
+                pass
+            elif action == "request":
+                await answered(resident, "/request_counsellor")
+            elif action == "join":
+                await answered(resident, "/join_queue")
+            elif action == "leave":
+                await resident.emit("leave_queue", {"session_id": resident.session_id})
+                await resident.next("handoff_state")
+            elif action == "crisis":
+                await answered(resident, "mulla on halu kuolla")
+            elif action == "counsellor_on" and console is None:
+                name = f"anna{next(_walks)}"
+                await create_staff(server, name)
+                browser = StaffBrowser(server)
+                await browser.sign_in(name)
+                console = await browser.open_console()
+                await console.ok("hello")
+            elif action == "counsellor_off" and console is not None:
+                await browser.close()
+                browser = console = None
+            elif action == "pick_up" and console is not None and state == hs.QUEUED:
+                await console.ok("pick_up", {"conversation_id": cid})
+            elif action == "put_back" and console is not None and state == hs.COUNSELLOR:
+                await console.call("put_back", {"conversation_id": cid})
+            elif action == "close" and console is not None and state in (hs.QUEUED, hs.COUNSELLOR):
+                await console.call("close", {"conversation_id": cid, "tags": ["other"]})
+            elif action == "hours_closed":
+                srv.handoff.is_open = lambda: False
+                srv.handoff.expected_soon = lambda: False
+            elif action == "hours_open":
+                srv.handoff.is_open = lambda: True
+                srv.handoff.expected_soon = lambda: True
+            elif action == "sweep":
+                await srv.counsellor.sweep_unattended(now=time.monotonic() + srv.counsellor.nobody_back_secs + 1)
+            await resident.settle()  # the move's own events have arrived: what follows answers the message
+            available = await srv.handoff.available()
+            name, payload, took = await answered(resident, "onko joku siellä",
+                                                 within=WALK_ANSWER_WITHIN_SECS)  # the invariant
+            state, _ = await state_of(server, cid)
+            if state == hs.BOT or (state == hs.QUEUED and not available):
+                # With the bot, or queued with nobody able to pick it up: the bot itself answers.
+                answer = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "bot",
+                                             timeout=WALK_ANSWER_WITHIN_SECS)
+                assert answer["text"], actions
+    finally:
+        if browser is not None:
+            await browser.close()
+        await resident.close()
