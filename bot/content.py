@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
+from .safety import CrisisLexicon, LexiconError
 from .types import LANGUAGES, QuickReply, Reply
 
 # The contract's intent ids (../shared/spec/intents.md), in its order.
@@ -33,6 +34,8 @@ TOPIC_INTENTS = tuple(i for i in CONTRACT_INTENTS if i not in SMALL_TALK_INTENTS
 
 # Placeholders the chat server fills in at send time, not from service facts.
 RUNTIME_PLACEHOLDERS = frozenset({"position", "wait_minutes", "counsellor_name"})
+
+LEXICON_FILE = "crisis_lexicon.yml"
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -56,6 +59,7 @@ class Content:
     facts: dict[str, Any]  # name -> str or {fi, sv, en}
     opening_hours: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
+    lexicon: CrisisLexicon | None = None  # crisis_lexicon.yml, when the directory has one
 
     # -- loading ----------------------------------------------------------
     @classmethod
@@ -83,7 +87,13 @@ class Content:
         facts: dict[str, Any] = {}
         for name, entry in (facts_doc.get("facts") or {}).items():
             facts[name] = entry.get("value") if isinstance(entry, dict) and "value" in entry else entry
-        content = cls(intents, responses, facts, facts_doc.get("opening_hours") or {}, directory)
+        lexicon = None
+        if (directory / LEXICON_FILE).exists():
+            try:
+                lexicon = CrisisLexicon.load(directory / LEXICON_FILE)
+            except LexiconError as exc:
+                raise ContentError(str(exc)) from None
+        content = cls(intents, responses, facts, facts_doc.get("opening_hours") or {}, directory, lexicon)
         content.validate()
         return content
 
