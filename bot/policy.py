@@ -12,8 +12,8 @@ down. The layers (see `Bot.parse`):
    answer for its kind and the front of the counsellor queue;
 2. the model's `crisis` intent, through a decision rule over its ranking:
    `crisis` anywhere in the model's top three with at least `check_confidence`,
-   or a message the model did not understand that carries risk words (the
-   lexicon's `risk_words`), gets the safety check, which asks directly and
+   or any message that carries risk words (the lexicon's `risk_words`),
+   gets the safety check, which asks directly and
    makes escalation one tap, before the best other answer, or instead of "I
    did not understand". (With `crisis_confidence` set, the model's crisis on
    top with that confidence would be a crisis by itself; off by default, see
@@ -172,10 +172,12 @@ class Bot:
                                         (FALLBACK_INTENT, 0.0))
         if top_intent not in CONTRACT_INTENTS or top_conf < self.fallback_threshold:
             intent = FALLBACK_INTENT
-            if safety is None and lexicon.risk(clean) is not None:
-                safety = SAFETY_CHECK  # not understood, but it carries risk words: ask
         else:
             intent = top_intent
+        if safety is None and lexicon.risk(clean) is not None:
+            # Risk words: neither "I did not understand" nor another topic's
+            # answer may be the only reply. Ask first.
+            safety = SAFETY_CHECK
         if _salutation(clean) in TWO_WAY_SALUTATIONS:
             intent, top_conf = ("greet" if opening else "goodbye"), max(top_conf, self.fallback_threshold)
             safety = None
