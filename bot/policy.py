@@ -79,6 +79,10 @@ class Bot:
                  fallbacks_before_handoff: int = 2, default_language: str = "fi",
                  crisis_confidence: float | None = CRISIS_CONFIDENCE, check_confidence: float = CHECK_CONFIDENCE) -> None:
         self.content = content
+        if getattr(content, "lexicon", None) is not None:
+            # Also what the chat server checks while a resident waits for a
+            # counsellor (bot.safety.crisis_check), reloaded with the content.
+            use_lexicon(content.lexicon)
         self.nlu = nlu
         self.crisis_confidence = crisis_confidence
         self.check_confidence = check_confidence
@@ -98,11 +102,8 @@ class Bot:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bot":
-        content = Content.load(settings.training_data_dir)
-        if content.lexicon is not None:
-            use_lexicon(content.lexicon)  # what the chat server checks while a resident waits
         return cls(
-            content,
+            Content.load(settings.training_data_dir),
             RasaClient(settings.rasa_url, settings.rasa_timeout_secs, settings.rasa_token,
                        settings.rasa_spill_below),
             fallback_threshold=settings.fallback_threshold,
