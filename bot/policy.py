@@ -151,7 +151,9 @@ class Bot:
             result = await self.nlu.parse(clean)
         except NluUnavailable as exc:
             log.warning("NLU unavailable: %s", exc)
-            return ParseResult(clean, FALLBACK_INTENT, 0.0, language, nlu_available=False)
+            # Risk words still bring the safety check before "cannot answer right now".
+            return ParseResult(clean, FALLBACK_INTENT, 0.0, language, nlu_available=False,
+                               safety_category=SAFETY_CHECK if lexicon.risk(clean) is not None else None)
         ranked = [(name, conf) for name, conf in result.ranking if name != FALLBACK_INTENT]
         top_intent, top_conf = ranked[0] if ranked else (result.intent, result.confidence)
         model_intent = ranked[0][0] if ranked else None

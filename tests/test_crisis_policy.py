@@ -185,3 +185,10 @@ async def test_no_to_the_safety_check_gets_a_kind_reply_and_no_handoff():
     turn = await bot.handle("/deny", check.state, "fi")
     assert [r.response_id for r in turn.replies] == ["safety_check_declined"]
     assert turn.handoff is None and turn.state.pending is None
+
+
+async def test_risk_words_get_the_check_even_when_rasa_is_down():
+    turn = await _bot(ScriptedNlu(down=True)).handle("mulla on pillereitä tässä", DialogueState(), "fi")
+    assert [r.response_id for r in turn.replies] == ["crisis_check", "nlu_unavailable"]
+    plain = await _bot(ScriptedNlu(down=True)).handle("miten haen asumistukea", DialogueState(), "fi")
+    assert [r.response_id for r in plain.replies] == ["nlu_unavailable"]
