@@ -74,11 +74,13 @@ class CrisisHit:
 # ---------------------------------------------------------------------------
 # Folding (the same for messages and patterns)
 
-# Decomposing (NFD) splits "ä" into "a" and a combining diaeresis; dropping
+# Decomposing (NFKD) splits "ä" into "a" and a combining diaeresis; dropping
 # the combining marks folds every accented letter. Apostrophes go too, so
 # that "don't", "don’t" and "dont" are the same word.
+# Invisible characters (zero-width spaces and joiners, soft hyphens, byte
+# order marks) go too, so that "kuo\u200blla" is not two words.
 _DROPPED = {code: None for code in range(0x0300, 0x0370)}
-_DROPPED.update({ord(c): None for c in "'\u2019\u2018\u00b4`"})
+_DROPPED.update({ord(c): None for c in "'\u2019\u2018\u00b4`\u00ad\u200b\u200c\u200d\u2060\ufeff"})
 
 
 class _WordCharacters(dict):
@@ -103,7 +105,8 @@ def _squeeze_letters(text: str) -> str:
 
 def normalise(text: str) -> str:
     """Fold the text as the lexicon sees it: 'Hälúun KUOLLA!!' -> 'halun kuola'."""
-    folded = unicodedata.normalize("NFD", text.lower()).translate(_DROPPED).translate(_WORD_CHARACTERS)
+    # NFKD: also compatibility forms (full-width "ｋｕｏｌｌａ", ligatures) to plain letters.
+    folded = unicodedata.normalize("NFKD", text.lower()).translate(_DROPPED).translate(_WORD_CHARACTERS)
     return _squeeze_letters(" ".join(folded.split()))
 
 

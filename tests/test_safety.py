@@ -421,3 +421,15 @@ def test_the_lexicon_catches_every_crisis_of_the_evaluation_set_and_no_hard_nega
     flagged = [(lang, cat, text, crisis_check(text)) for lang, cat, text in _texts(document, "not_crisis")
                if crisis_check(text) is not None]
     assert not flagged, f"{len(flagged)} hard negatives flagged: {flagged}"
+
+
+@pytest.mark.parametrize("text", [
+    "ｈａｌｕｕｎ ｋｕｏｌｌａ",  # full-width
+    "haluun\u00a0kuolla",  # no-break space
+    "haluun kuo\u200blla",  # zero-width space inside a word
+    "haluun kuol\u00adla",  # soft hyphen
+    "HALUUN KUOLLA\ufeff",
+])
+def test_unicode_forms_of_a_crisis_message_are_caught(text):
+    hit = crisis_check(text)
+    assert hit is not None and hit.category == "suicide", (text, normalise(text))
