@@ -155,7 +155,7 @@ async def test_risk_words_in_a_message_not_understood_get_the_check_instead_of_r
 
 async def test_risk_words_beside_another_topic_get_the_check_first():
     nlu = ScriptedNlu(default=[("income_support_basic", 0.9), ("crisis", 0.01)])
-    turn = await _bot(nlu).handle("we haven't had food since monday, how do I apply", DialogueState(), "en")
+    turn = await _bot(nlu).handle("I'm hungry, how do I apply for social assistance", DialogueState(), "en")
     assert [r.response_id for r in turn.replies] == ["crisis_check", "income_support_basic"]
 
 
