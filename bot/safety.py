@@ -205,7 +205,9 @@ class CrisisLexicon:
         path = Path(path)
         try:
             with open(path, encoding="utf-8") as handle:
-                document = yaml.safe_load(handle)
+                # libyaml's loader when there is one: the pure-Python one took about
+                # 0.45 s of the 0.7 s a load cost.
+                document = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except FileNotFoundError:
             raise LexiconError(f"{path}: file missing") from None
         except yaml.YAMLError as exc:
