@@ -61,6 +61,7 @@ class ChatServer:
         self.resident: ResidentChannel | None = None
         self.counter = None
         self.auth: StaffAuth | None = None
+        self.oidc = None  # single sign-on (not yet)
         self.callbacks: Callbacks | None = None
         self.counsellor: CounsellorChannel | None = None
 
@@ -87,10 +88,7 @@ class ChatServer:
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
                                is_open=self._chat_hours())
-        self.auth = StaffAuth(self.store, counter, session_hours=settings.staff_session_hours,
-                              max_failures=settings.login_max_failures,
-                              lockout_secs=settings.login_lockout_secs,
-                              rate_address_per_min=settings.login_rate_address_per_min)
+        self.auth = StaffAuth.from_settings(self.store, settings, redis=self.redis, counter=counter)
         self.callbacks = Callbacks(self.store, self.events)
         self.resident = ResidentChannel(
             self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
@@ -218,7 +216,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         engineio_logger=False,
     )
     _without_websocket_compression(sio)
-    app = web.Application(middlewares=[auth.csrf_middleware])
+    app = web.Application(middlewares=[auth.security_headers_middleware, auth.csrf_middleware])
     sio.attach(app)
     server = ChatServer(settings, sio, bot=bot)
     app[SERVER_KEY] = server

@@ -16,7 +16,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ..auth import audit, csrf_token, require_staff, secure_cookies, staff_page_headers, ui_language
+from ..auth import (
+    audit, csrf_token, require_recent_auth, require_staff, secure_cookies, staff_page_headers, ui_language,
+)
 from ..numbers import parse_id
 from .changes import StaffRef, UndoRefused
 from .editing import EditConflict, EditRefused
@@ -84,6 +86,12 @@ def _errors(handler: Handler) -> Handler:
 
 def admin_api(handler: Handler) -> Handler:
     return require_staff("admin")(_errors(handler))
+
+
+def sensitive_admin_api(handler: Handler) -> Handler:
+    """An admin action that needs the second factor again if it was not given lately
+    (exporting or deleting a conversation, activating a model)."""
+    return require_staff("admin")(require_recent_auth(_errors(handler)))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -206,7 +214,7 @@ async def models_get(request: web.Request) -> web.Response:
     return _json(await _admin(request).models.listing())
 
 
-@admin_api
+@sensitive_admin_api
 async def activate_post(request: web.Request) -> web.Response:
     admin = _admin(request)
     name = request.match_info["name"]
@@ -297,7 +305,7 @@ async def retention_run(request: web.Request) -> web.Response:
     return _json({"deleted": deleted, **await admin.retention.status()})
 
 
-@admin_api
+@sensitive_admin_api
 async def conversation_export(request: web.Request) -> web.StreamResponse:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")
@@ -312,7 +320,7 @@ async def conversation_export(request: web.Request) -> web.StreamResponse:
     return staff_page_headers(response)
 
 
-@admin_api
+@sensitive_admin_api
 async def conversation_delete(request: web.Request) -> web.Response:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")

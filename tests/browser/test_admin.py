@@ -27,7 +27,7 @@ from playwright.sync_api import Page, expect
 from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
-from .helpers import assert_no_horizontal_scroll, run_axe, save_screenshot
+from .helpers import assert_no_horizontal_scroll, run_axe, save_screenshot, second_factor
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +73,7 @@ def sign_in(page: Page, server: ChatServerProcess, section: str = "content") -> 
     page.get_by_label("Käyttäjätunnus").fill(USERNAME)
     page.get_by_label("Salasana").fill(PASSWORD)
     page.get_by_role("button", name="Kirjaudu").click()
+    second_factor(page, server.url, USERNAME)
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     if section != "content":
         page.goto(f"{server.url}/admin#{section}")
