@@ -53,7 +53,7 @@ def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     if process is not None:
         started = [process]
     else:
-        if not all(rasa_answers(url) for url in settings.rasa_urls):
+        if not all(rasa_answers(url, token=settings.rasa_token) for url in settings.rasa_urls):
             # A command's few parses need one Rasa server, not every one a chat server would use.
             settings = settings.replace(POLKU_RASA_URL=settings.rasa_urls[0])
         started = ensure_rasa(settings, log=_err)
@@ -215,7 +215,7 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
                      f"on {model.name} (see {process.log_path})")
                 processes[i] = RasaProcess(settings, model, process.port, host=process.host,
                                            log_path=process.log_path).start()
-            if waiting and all(rasa_answers(p.url) for p in processes):
+            if waiting and all(rasa_answers(p.url, token=settings.rasa_token) for p in processes):
                 waiting = False
                 _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
             elif waiting and time.monotonic() > deadline:

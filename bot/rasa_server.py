@@ -1,4 +1,8 @@
-"""Start and stop the Rasa server process (``rasa run --enable-api``)."""
+"""Start and stop the Rasa server process (``rasa run --enable-api``).
+
+With ``POLKU_RASA_TOKEN`` set, Rasa's HTTP API needs that token, and the token
+is handed to Rasa on its stdin (``bot/rasa/run_rasa.py``), never on a command
+line, where every user of the host could read it in the process list."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,10 +23,11 @@ from .training import TrainingError, latest_model, rasa_env, rasa_executable, tr
 RASA_READY_TIMEOUT_SECS = 180.0
 
 
-def rasa_answers(url: str, timeout_secs: float = 1.0) -> bool:
-    """True when a Rasa server with a loaded model answers at `url`."""
+def rasa_answers(url: str, timeout_secs: float = 1.0, token: str = "") -> bool:
+    """True when a Rasa server with a loaded model answers at `url` (``token``: its API token)."""
+    query = "?" + urllib.parse.urlencode({"token": token}) if token else ""
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=timeout_secs) as resp:
+        with urllib.request.urlopen(url.rstrip("/") + "/status" + query, timeout=timeout_secs) as resp:
             return resp.status == 200 and b"model_file" in resp.read()
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -53,15 +59,22 @@ class RasaProcess:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> "RasaProcess":
-        cmd = [str(rasa_executable(self.settings)), "run", "--enable-api", "-m", str(self.model),
+        # `rasa run` through run_rasa.py, which reads the API token from stdin (not the command line).
+        python = rasa_executable(self.settings).with_name("python")
+        cmd = [str(python), "-m", "run_rasa", "run", "--enable-api", "-m", str(self.model),
                "-i", self.host, "-p", str(self.port), *self.extra_args]
-        if self.settings.rasa_token:
-            cmd += ["--auth-token", self.settings.rasa_token]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=rasa_env(), stdout=log,
+        env = rasa_env()
+        env.pop("POLKU_RASA_TOKEN", None)  # Rasa gets it on stdin; /proc/PID/environ would keep it
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdin=subprocess.PIPE, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
+        try:
+            self.proc.stdin.write((self.settings.rasa_token + "\n").encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:  # exited at once; wait_ready says so
+            pass
         return self
 
     def wait_ready(self, timeout_secs: float = RASA_READY_TIMEOUT_SECS) -> "RasaProcess":
@@ -69,7 +82,7 @@ class RasaProcess:
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
                 raise TrainingError(f"Rasa exited with {self.proc.returncode}; see {self.log_path}")
-            if rasa_answers(self.url):
+            if rasa_answers(self.url, token=self.settings.rasa_token):
                 return self
             time.sleep(0.5)
         raise TrainingError(f"Rasa did not become ready in {timeout_secs:.0f} s; see {self.log_path}")
@@ -98,7 +111,7 @@ def start_missing_rasa(settings: Settings, log=print) -> list[RasaProcess]:
     """Start a Rasa process on the newest model for each configured Rasa server that
     does not answer, at its port (they load side by side); not waited for. None
     when all answer already."""
-    missing = [url for url in settings.rasa_urls if not rasa_answers(url)]
+    missing = [url for url in settings.rasa_urls if not rasa_answers(url, token=settings.rasa_token)]
     for url in missing:
         if urlparse(url).hostname not in ("127.0.0.1", "localhost"):
             raise TrainingError(f"Rasa at {url} does not answer and is not local; start it there.")

@@ -229,7 +229,11 @@ async def activate_post(request: web.Request) -> web.Response:
 
 @admin_api
 async def inbox_get(request: web.Request) -> web.Response:
-    return _json(await _admin(request).inbox.groups())
+    admin = _admin(request)
+    groups = await admin.inbox.groups()
+    # Resident texts were read: in the audit log like the opening of a conversation.
+    await audit(admin.server, request["staff"], "view_inbox", None, f"{groups.get('total', '')} messages".strip())
+    return _json(groups)
 
 
 @admin_api

@@ -314,3 +314,36 @@ def _alert(page: str) -> str:
 
     match = re.search(r'role="alert".*?</div>', page, re.S)
     return match.group(0) if match else ""
+
+
+# --- exposure: /ready, the admin inbox --------------------------------------------------------
+
+
+async def test_ready_details_only_to_staff_or_this_machine(launch, sqlite_settings, browsers):
+    # Rasa at a closed port: the details would name its URL and the error class.
+    server = await launch(sqlite_settings, POLKU_TRUSTED_PROXIES=["127.0.0.1"])
+    await create_staff(server, "anna")
+    browser = browsers(server)
+    status, body = await browser.get("/ready")
+    assert status == 200 and body["checks"]["rasa"] == "error" and "details" in body  # this machine
+    # The same request forwarded by the proxy for an outside client: statuses only.
+    status, body = await browser.get("/ready", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert status == 200 and body["checks"]["rasa"] == "error" and "details" not in body
+    assert "127.0.0.1" not in str(body)
+    await browser.sign_in("anna")
+    status, body = await browser.get("/ready", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert "rasa" in body["details"]
+
+
+async def test_ready_behind_an_untrusted_proxy_tells_no_details(server, browsers):
+    status, body = await browsers(server).get("/ready", headers={"X-Forwarded-For": "198.51.100.1"})
+    assert status == 200 and "details" not in body
+
+
+async def test_reading_the_admin_inbox_is_audited(server, browsers):
+    await create_staff(server, "ville", role="admin")
+    browser = browsers(server)
+    await browser.sign_in("ville")
+    status, _ = await browser.get("/admin/api/inbox")
+    assert status == 200
+    assert ("view_inbox",) in await server.sql("SELECT action FROM audit_log")
