@@ -184,6 +184,9 @@ _register("POLKU_INBOX_CONFIDENCE_BELOW", float, 0.6,
 _register("POLKU_RETENTION_DAYS", int, 90,
           "Conversations whose last message is older than this many days are deleted automatically "
           "(their statistics are kept as daily counts). 0 keeps conversations forever.")
+_register("POLKU_AUDIT_RETENTION_DAYS", int, 730,
+          "Audit log records (who opened which conversation, sign-ins, failed sign-ins) older than this "
+          "many days are deleted by the hourly retention run. 0 keeps them forever.")
 _register("POLKU_REPORT_TIMEZONE", str, "Europe/Helsinki",
           "Time zone of the days and hours in the admin page's statistics.")
 

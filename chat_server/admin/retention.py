@@ -9,7 +9,16 @@ keeps the ids of what staff did, never text.
 
 A periodic task in every chat server process; only one acts at a time (a
 Redis lock when Redis is configured). Conversations still queued or with a
-counsellor are never deleted.
+counsellor are never deleted. The same run deletes audit records older than
+POLKU_AUDIT_RETENTION_DAYS.
+
+Deletion that really removes, on SQLite: ``secure_delete`` is on for every
+connection (``db.py``), so deleted rows are overwritten with zeros instead of
+staying readable in free pages; after a deletion the write-ahead log, which
+still holds the old pages, is checkpointed and truncated; and the first run of
+a process VACUUMs when the file has free pages (left by deletions made before
+``secure_delete`` was on). PostgreSQL's VACUUM (autovacuum) reclaims dead rows
+itself; their bytes stay on disk until the space is reused (not covered).
 
 Admins can also export one conversation (JSON) or delete it on request.
 """
@@ -27,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .. import handoff as hs
 from ..admin_models import RetentionRun
 from ..models import Conversation, HandoffTransition, Message, utcnow
+from ..staff_models import AuditRecord
 from .locks import cluster_lock
 from .statistics import Statistics
 
@@ -62,7 +72,9 @@ class Retention:
         self.server = server
         self.statistics = statistics
         self.days = server.settings.retention_days
+        self.audit_days = server.settings.audit_retention_days
         self._running = asyncio.Lock()
+        self._vacuum_checked = False
 
     @property
     def lock_key(self) -> str:
@@ -78,14 +90,15 @@ class Retention:
 
     async def run(self, *, trigger: str = "schedule", now: datetime | None = None) -> int | None:
         """Delete what is past retention. The number deleted; None when another process is at it."""
-        if self.days <= 0:
+        if self.days <= 0 and self.audit_days <= 0:
             return 0
         cutoff = (now or utcnow()) - timedelta(days=self.days)
         async with self._running, cluster_lock(self.server.redis, self.lock_key, RETENTION_LOCK_SECS) as got:
             if not got:
                 return None
+            audit_deleted = await self._prune_audit(now or utcnow())
             deleted = 0
-            while True:
+            while self.days > 0:
                 async with self.server.store.transaction() as tx:
                     ids = list((await tx.session.execute(
                         select(Conversation.id).where(Conversation.last_activity_at < cutoff,
@@ -99,9 +112,51 @@ class Retention:
             async with self.server.store.transaction() as tx:
                 tx.session.add(RetentionRun(at=utcnow(), cutoff=cutoff, conversations_deleted=deleted,
                                             trigger=trigger))
+            if deleted or audit_deleted:
+                await self.scrub()
         if deleted:
             log.info("retention deleted %d conversations older than %d days", deleted, self.days)
+        if audit_deleted:
+            log.info("retention deleted %d audit records older than %d days", audit_deleted, self.audit_days)
         return deleted
+
+    async def _prune_audit(self, now: datetime) -> int:
+        if self.audit_days <= 0:
+            return 0
+        async with self.server.store.transaction() as tx:
+            result = await tx.session.execute(
+                delete(AuditRecord).where(AuditRecord.at < now - timedelta(days=self.audit_days)))
+        return result.rowcount or 0
+
+    async def scrub(self) -> None:
+        """After a deletion on SQLite: the write-ahead log, which still holds the deleted rows'
+        old pages, is checkpointed and truncated; once per process, a VACUUM when the file has
+        free pages (deletions from before secure_delete). Nothing to do on PostgreSQL."""
+        engine = self.server.engine
+        if engine is None or engine.dialect.name != "sqlite":
+            return
+
+        def work(connection) -> None:
+            # On the driver's cursor: no BEGIN around it (VACUUM cannot run in a transaction).
+            cursor = connection.connection.dbapi_connection.cursor()
+            try:
+                if not self._vacuum_checked:
+                    self._vacuum_checked = True
+                    cursor.execute("PRAGMA freelist_count")
+                    free = cursor.fetchone()[0]
+                    if free:
+                        cursor.execute("VACUUM")
+                        log.info("SQLite VACUUM: %d free pages released", free)
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cursor.fetchall()
+            finally:
+                cursor.close()
+
+        try:
+            async with engine.connect() as conn:
+                await conn.run_sync(work)
+        except Exception as exc:  # busy readers: the next run tries again
+            log.warning("SQLite scrub after deletion did not finish: %s", type(exc).__name__)
 
     async def loop(self) -> None:
         await asyncio.sleep(RETENTION_FIRST_RUN_SECS)
@@ -182,5 +237,6 @@ class Retention:
             if conversation.handoff_state in ACTIVE_STATES:
                 raise ConversationActive(conversation.handoff_state)
             await self._delete(tx.session, [conversation_id])
+        await self.scrub()
         log.info("conversation %s deleted on request", conversation_id)
         return True
