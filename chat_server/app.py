@@ -33,6 +33,7 @@ from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_pr
 from .redis_backend import SocketIORedisManager, create_redis
 from .resident import ResidentChannel
 from .shutdown import bounded
+from .staff.oidc import OidcClient
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class ChatServer:
         self.resident: ResidentChannel | None = None
         self.counter = None
         self.auth: StaffAuth | None = None
-        self.oidc = None  # single sign-on (not yet)
+        self.oidc: OidcClient | None = None  # single sign-on, when configured
         self.callbacks: Callbacks | None = None
         self.counsellor: CounsellorChannel | None = None
 
@@ -89,6 +90,7 @@ class ChatServer:
                                default_language=settings.default_language,
                                is_open=self._chat_hours())
         self.auth = StaffAuth.from_settings(self.store, settings, redis=self.redis, counter=counter)
+        self.oidc = OidcClient(settings, self.store) if settings.oidc_issuer else None
         self.callbacks = Callbacks(self.store, self.events)
         self.resident = ResidentChannel(
             self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,

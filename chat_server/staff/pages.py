@@ -417,7 +417,85 @@ async def session_reauth(request: web.Request) -> web.StreamResponse:
     return staff_page_headers(web.json_response(_deadlines(server, staff)))
 
 
+# --- single sign-on ------------------------------------------------------------------------------
+
+SSO_STATE_COOKIE = "polku_sso_state"
+
+
+def _redirect_uri(request: web.Request) -> str:
+    """Our callback's URL: under POLKU_PUBLIC_URL, or the URL this request came to."""
+    server = _server(request)
+    base = (server.settings.public_url or "").rstrip("/")
+    if not base:
+        base = f"{'https' if secure_cookies(request) else 'http'}://{request.host}"
+    return base + "/login/sso/callback"
+
+
+async def sso_start(request: web.Request) -> web.StreamResponse:
+    """GET /login/sso: to the organisation's sign-in (authorization code flow with PKCE)."""
+    server = _server(request)
+    if server.oidc is None:
+        raise web.HTTPNotFound(text="Single sign-on is not configured.\n")
+    from .oidc import SsoError
+
+    next_path = safe_next(request.query.get("next"))
+    try:
+        url, state = await server.oidc.start(_redirect_uri(request), next_path,
+                                             prompt_login="reauth" in request.query)
+    except SsoError as exc:
+        await server.auth.audit(None, "sso_failed", None, str(exc)[:200])
+        raise web.HTTPSeeOther("/login?error=sso_failed") from None
+    response = web.Response(status=303, headers={"Location": url})
+    # Lax, not Strict: the provider's redirect back to us is a cross-site navigation.
+    response.set_cookie(SSO_STATE_COOKIE, state, path="/login/sso", httponly=True, samesite="Lax",
+                        secure=secure_cookies(request))
+    return staff_page_headers(response)
+
+
+async def sso_callback(request: web.Request) -> web.StreamResponse:
+    """GET /login/sso/callback?code&state: check everything, sign in, go on."""
+    server = _server(request)
+    if server.oidc is None:
+        raise web.HTTPNotFound(text="Single sign-on is not configured.\n")
+    from .oidc import SsoError
+
+    try:
+        if "error" in request.query:
+            raise SsoError(f"provider: {request.query.get('error', '')[:100]}")
+        user = await server.oidc.finish(code=request.query.get("code", ""), state=request.query.get("state", ""),
+                                        browser_state=request.cookies.get(SSO_STATE_COOKIE),
+                                        redirect_uri=_redirect_uri(request))
+        staff, token = await server.auth.sign_in_external(user.subject, user.username, user.display_name,
+                                                          user.role)
+    except (SsoError, AuthError) as exc:
+        code = getattr(exc, "code", "sso_failed")
+        code = code if code in ("sso_failed", "sso_no_role") else "sso_failed"
+        log_detail = str(exc)[:300]
+        await server.auth.audit(None, "sso_refused" if code == "sso_no_role" else "sso_failed", None, log_detail)
+        import logging
+
+        logging.getLogger(__name__).warning("single sign-on refused: %s", log_detail)
+        response = web.Response(status=303, headers={"Location": f"/login?error={code}"})
+        response.del_cookie(SSO_STATE_COOKIE, path="/login/sso")
+        return staff_page_headers(response)
+    # A page that moves on by itself: the session cookie is SameSite=Strict, and a browser
+    # does not send it on a redirect chain that a cross-site navigation (the provider's) began.
+    lang = ui_language(request, server.settings.default_language)
+    target = e(user.next_path)
+    body = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+            f'<meta http-equiv="refresh" content="0;url={target}"><title>Polku</title>'
+            f'<link rel="stylesheet" href="/console/static/console.css"></head>'
+            f'<body class="login-body"><main class="login"><p><a id="continue" href="{target}">'
+            f'{e(TEXTS[lang]["continue"].split("–")[-1].strip().capitalize())}</a></p></main></body></html>')
+    response = _html(body)
+    _set_cookie(response, request, cookie_name(request), token)
+    response.del_cookie(SSO_STATE_COOKIE, path="/login/sso")
+    return response
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/login/sso", sso_start)
+    app.router.add_get("/login/sso/callback", sso_callback)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_submit)
     app.router.add_get("/login/second-factor", second_factor_page)
