@@ -21,6 +21,16 @@ a process VACUUMs when the file has free pages (left by deletions made before
 itself; their bytes stay on disk until the space is reused (not covered).
 
 Admins can also export one conversation (JSON) or delete it on request.
+
+Examples taken from a conversation: a resident message an admin assigned to a
+topic in the inbox became a training example (an ``admin_inbox_decisions``
+row links the message to the change that added it). When the conversation is
+deleted, that example is removed from the training data too (a change of its
+own, source "retention"), and the text is blanked in the change history, in
+the change that added it and in the one that removed it. An admin can keep an
+example instead, by an explicit decision recorded with a reason
+(``POST /admin/api/changes/{id}/keep``, ``admin_kept_examples``, audited).
+Models trained before keep what they learned until the next training.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from sqlalchemy import column, delete, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import handoff as hs
-from ..admin_models import RetentionRun
+from ..admin_models import ContentChange, InboxDecision, KeptExample, RetentionRun
 from ..models import Conversation, HandoffTransition, Message, utcnow
 from ..staff_models import AuditRecord
 from .locks import cluster_lock
@@ -47,6 +57,7 @@ RETENTION_INTERVAL_SECS = 3600.0
 RETENTION_BATCH = 200  # conversations per transaction
 RETENTION_LOCK_SECS = 1800
 ACTIVE_STATES = (hs.QUEUED, hs.COUNSELLOR)
+REMOVED_TEXT = "[removed with its conversation]"
 
 _callbacks = table("callback_requests", column("conversation_id"))
 
@@ -68,9 +79,10 @@ def _iso(value: Any) -> Any:
 
 
 class Retention:
-    def __init__(self, server: Any, statistics: Statistics) -> None:
+    def __init__(self, server: Any, statistics: Statistics, content: Any = None) -> None:
         self.server = server
         self.statistics = statistics
+        self.content = content  # the ContentService, to take examples out of the training data
         self.days = server.settings.retention_days
         self.audit_days = server.settings.audit_retention_days
         self._running = asyncio.Lock()
@@ -80,13 +92,67 @@ class Retention:
     def lock_key(self) -> str:
         return self.server.settings.redis_prefix + "admin:retention-lock"
 
-    async def _delete(self, session: AsyncSession, ids: list[int]) -> None:
-        """Roll the conversations' counts up, then delete them (inside the caller's transaction)."""
+    async def _delete(self, session: AsyncSession, ids: list[int]) -> list[int]:
+        """Roll the conversations' counts up, then delete them (inside the caller's transaction).
+        The ids of the changes that added examples from their messages (not kept by an admin):
+        the caller removes those after the commit (``forget_examples``)."""
+        examples = list((await session.execute(
+            select(InboxDecision.change_id).join(Message, Message.id == InboxDecision.message_id)
+            .where(Message.conversation_id.in_(ids), InboxDecision.action == "assigned",
+                   InboxDecision.change_id.is_not(None),
+                   InboxDecision.change_id.not_in(select(KeptExample.change_id))))).scalars())
         counts = await self.statistics.counts_of_conversations(session, ids)
         await self.statistics.add_aggregates(session, counts)
         if "callback_requests" in await self.statistics.tables(session):
             await session.execute(delete(_callbacks).where(_callbacks.c.conversation_id.in_(ids)))
         await session.execute(delete(Conversation).where(Conversation.id.in_(ids)))
+        return examples
+
+    async def forget_examples(self, change_ids: list[int]) -> int:
+        """Remove the examples these changes added from the training data, and blank their text
+        in the change history. The number removed."""
+        if not change_ids or self.content is None:
+            return 0
+        from .changes import StaffRef
+        from .editing import Edit
+
+        async with self.server.store.reading() as session:
+            rows = list((await session.execute(select(ContentChange).where(
+                ContentChange.id.in_(change_ids), ContentChange.kind == "example"))).scalars())
+        wanted = [(row.id, dict(row.item), row.after) for row in rows if isinstance(row.after, str)]
+
+        def build(data):
+            edits = []
+            for _, key, text in wanted:
+                if text in data.examples(key["intent"], key["language"]) and not any(
+                        e.key == key and e.before == text for e in edits):
+                    edits.append(Edit("example", key, text, None))
+            return edits
+
+        removed = await self.content.submit_edits(build, StaffRef("retention", "Retention"), source="retention")
+        scrub = [row_id for row_id, _, _ in wanted] + [c["id"] for c in removed]
+        async with self.server.store.transaction() as tx:
+            for row in (await tx.session.execute(select(ContentChange).where(ContentChange.id.in_(scrub)))).scalars():
+                where = f"{row.item.get('intent')} ({row.item.get('language')})"
+                row.before = REMOVED_TEXT if isinstance(row.before, str) else row.before
+                row.after = REMOVED_TEXT if isinstance(row.after, str) else row.after
+                row.summary = f"{'-' if row.source == 'retention' else '+'} {where}: {REMOVED_TEXT}"
+        if removed:
+            log.info("retention removed %d training examples taken from deleted conversations", len(removed))
+        return len(removed)
+
+    async def keep_example(self, change_id: int, staff: Any, reason: str) -> None:
+        """An admin's decision to keep an example after its conversation is gone (recorded)."""
+        reason = " ".join(reason.split())[:400] if isinstance(reason, str) else ""
+        if not reason:
+            raise ValueError("a reason is needed")
+        async with self.server.store.transaction() as tx:
+            row = await tx.session.get(ContentChange, change_id)
+            if row is None or row.kind != "example" or row.source != "inbox":
+                raise LookupError("no example taken from the inbox with that change id")
+            if await tx.session.get(KeptExample, change_id) is None:
+                tx.session.add(KeptExample(change_id=change_id, staff_id=str(staff.id),
+                                           staff_name=staff.display_name, reason=reason, at=utcnow()))
 
     async def run(self, *, trigger: str = "schedule", now: datetime | None = None) -> int | None:
         """Delete what is past retention. The number deleted; None when another process is at it."""
@@ -98,6 +164,7 @@ class Retention:
                 return None
             audit_deleted = await self._prune_audit(now or utcnow())
             deleted = 0
+            examples: list[int] = []
             while self.days > 0:
                 async with self.server.store.transaction() as tx:
                     ids = list((await tx.session.execute(
@@ -105,13 +172,14 @@ class Retention:
                                                       Conversation.handoff_state.not_in(ACTIVE_STATES))
                         .order_by(Conversation.id).limit(RETENTION_BATCH))).scalars())
                     if ids:
-                        await self._delete(tx.session, ids)
+                        examples += await self._delete(tx.session, ids)
                 deleted += len(ids)
                 if len(ids) < RETENTION_BATCH:
                     break
             async with self.server.store.transaction() as tx:
                 tx.session.add(RetentionRun(at=utcnow(), cutoff=cutoff, conversations_deleted=deleted,
                                             trigger=trigger))
+            await self.forget_examples(examples)
             if deleted or audit_deleted:
                 await self.scrub()
         if deleted:
@@ -236,7 +304,8 @@ class Retention:
                 return False
             if conversation.handoff_state in ACTIVE_STATES:
                 raise ConversationActive(conversation.handoff_state)
-            await self._delete(tx.session, [conversation_id])
+            examples = await self._delete(tx.session, [conversation_id])
+        await self.forget_examples(examples)
         await self.scrub()
         log.info("conversation %s deleted on request", conversation_id)
         return True

@@ -334,6 +334,23 @@ async def conversation_delete(request: web.Request) -> web.Response:
     return _json({"deleted": conversation_id})
 
 
+@admin_api
+async def change_keep(request: web.Request) -> web.Response:
+    """POST /admin/api/changes/{id}/keep {"reason"}: keep an example from the inbox after its
+    conversation is deleted (an explicit decision, recorded and audited)."""
+    admin = _admin(request)
+    change_id = _int(request.match_info["id"], "change")
+    body = await _body(request)
+    try:
+        await admin.retention.keep_example(change_id, request["staff"], body.get("reason", ""))
+    except ValueError as exc:
+        return _error(400, "invalid_input", str(exc))
+    except LookupError as exc:
+        return _error(404, "not_found", str(exc))
+    await audit(admin.server, request["staff"], "example_kept", None, f"change {change_id}")
+    return _json({"kept": change_id})
+
+
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/admin", page)
@@ -347,6 +364,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/api/models", models_get)
     r.add_post("/admin/api/models/{name}/activate", activate_post)
     r.add_get("/admin/api/inbox", inbox_get)
+    r.add_post("/admin/api/changes/{id}/keep", change_keep)
     r.add_post("/admin/api/inbox/assign", inbox_assign)
     r.add_post("/admin/api/inbox/dismiss", inbox_dismiss)
     r.add_post("/admin/api/inbox/restore", inbox_restore)

@@ -78,3 +78,47 @@ def test_the_file_check_would_see_rows_deleted_without_secure_delete(tmp_path):
     db.execute("DELETE FROM m WHERE text != 'kept'")
     db.close()
     assert MARKER.encode() in _files(tmp_path)
+
+
+# --- examples taken from a conversation go with it, unless an admin keeps them ---------------------
+
+@pytest.fixture
+async def inbox_server(launch, sqlite_settings, training_copy):
+    from bot.content import Content
+    from bot.policy import Bot
+
+    from .test_admin_inbox import ScriptedNlu
+
+    bot = Bot(Content.load(training_copy), ScriptedNlu(), fallback_threshold=0.4)
+    return await launch(sqlite_settings, bot=bot, POLKU_TRAINING_DATA_DIR=str(training_copy))
+
+
+async def test_examples_from_a_deleted_conversation_leave_the_training_data(inbox_server, connect, training_copy):
+    import yaml
+
+    from .test_admin_inbox import chat
+
+    server = inbox_server
+    admin = await AdminClient.sign_in(server)
+    try:
+        ids = await chat(server, connect, ["paljonko on asumistuki", "asumistuki paljonko saa"])
+        result = await admin.post("/admin/api/inbox/assign", {
+            "message_ids": list(ids.values()), "intent": "housing_allowance", "texts": {}})
+        changes = {c["after"]: c["id"] for c in result["changes"]}
+        # The admin keeps one of them, with a reason (recorded, audited).
+        await admin.post(f"/admin/api/changes/{changes['asumistuki paljonko saa']}/keep", {"reason": ""}, expect=400)
+        await admin.post(f"/admin/api/changes/{changes['asumistuki paljonko saa']}/keep",
+                         {"reason": "a common phrasing, no personal data"})
+        conversation_of = dict(await server.sql("SELECT id, conversation_id FROM messages WHERE sender = 'resident'"))
+        for message_id in ids.values():
+            await admin.delete(f"/admin/api/conversations/{conversation_of[message_id]}")
+        examples = yaml.safe_load((training_copy / "intents" / "housing_allowance.yml").read_text())["examples"]["fi"]
+        assert "paljonko on asumistuki" not in examples  # gone with its conversation
+        assert "asumistuki paljonko saa" in examples  # kept by the admin's decision
+        history = (await admin.get("/admin/api/changes"))["changes"]
+        text = str(history)
+        assert "paljonko on asumistuki" not in text and "[removed with its conversation]" in text
+        assert any(c["source"] == "retention" for c in history)
+        assert ("example_kept",) in await server.sql("SELECT action FROM audit_log")
+    finally:
+        await admin.close()
