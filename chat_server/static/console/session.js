@@ -158,6 +158,16 @@
   // --- re-authentication ------------------------------------------------------------
 
   function reauthenticate() {
+    // A single sign-on account has no code here: its provider asks again (prompt=login).
+    return request("GET", "/session").then(function (r) {
+      if (r.data.can_reauthenticate) return askForCode();
+      window.location.assign("/login/sso?reauth=1&next=" +
+        encodeURIComponent(window.location.pathname + window.location.hash));
+      return false;
+    });
+  }
+
+  function askForCode() {
     return new Promise(function (resolve) {
       var back = document.activeElement;
       var overlay = el("div", { class: "idle-dialog", id: "reauth-dialog" });
