@@ -392,7 +392,7 @@ async def session_status(request: web.Request) -> web.StreamResponse:
 
 
 @require_staff()
-async def session_touch(request: web.StreamResponse) -> web.StreamResponse:
+async def session_touch(request: web.Request) -> web.StreamResponse:
     """POST /session/touch: the user is here ("stay signed in", or typing in the console)."""
     server = _server(request)
     staff = await server.auth.touch(request["staff"], force=True)
