@@ -27,7 +27,9 @@ from playwright.sync_api import Page, expect
 from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
-from .helpers import assert_no_horizontal_scroll, run_axe, save_screenshot, second_factor
+from .helpers import (
+    TOTP_SECRETS, assert_no_horizontal_scroll, next_totp_code, run_axe, save_screenshot, second_factor,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -281,3 +283,37 @@ def test_pages_reflow_at_200_and_400_percent_zoom(new_page, admin_server, viewpo
         assert_no_horizontal_scroll(page)
     if viewport["width"] == 640:
         save_screenshot(page, "admin-zoom200.png", full_page=False)
+
+
+def test_exporting_a_conversation_asks_for_the_code_again(new_page, rasa_url, tmp_path):
+    """A sensitive action after POLKU_STAFF_REAUTH_MINUTES: the page asks for the
+    authenticator's code in a dialog, refuses a wrong one, and goes on with the right one."""
+    server = ChatServerProcess(tmp_path / "reauth-chat", rasa_url, POLKU_STAFF_REAUTH_MINUTES=str(3 / 60))
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "chat_server", "users", "create", "--username", USERNAME,
+         "--display-name", "Testi Ylläpitäjä", "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n", text=True, capture_output=True, cwd=PROJECT_ROOT, env=server.env, timeout=60)
+    assert created.returncode == 0, created.stderr
+    server.start()
+    try:
+        page = new_page(bypass_csp=True)  # axe is injected
+        sign_in(page, server, "retention")
+        page.wait_for_timeout(3500)  # past the re-authentication window
+        page.get_by_label("Keskustelun tunniste (numero)").fill("999999")
+        page.get_by_role("button", name="Vie tiedot").click()
+        dialog = page.get_by_role("dialog", name="Vahvista henkilöllisyytesi")
+        expect(dialog).to_be_visible()
+        code = page.get_by_label("Vahvistuskoodi")
+        expect(code).to_be_focused()
+        assert run_axe(page) == []
+        code.fill("000000")
+        page.get_by_role("button", name="Vahvista", exact=True).click()
+        expect(dialog.get_by_role("alert")).to_contain_text("Koodi ei kelpaa")
+        code.fill(next_totp_code(TOTP_SECRETS[(server.url, USERNAME)]))
+        page.get_by_role("button", name="Vahvista", exact=True).click()
+        expect(dialog).to_be_hidden()
+        # The export went ahead after the code: the server looked and found no such conversation.
+        expect(page.get_by_text("Keskustelua ei löytynyt.")).to_be_visible()
+    finally:
+        server.stop()
