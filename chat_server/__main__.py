@@ -28,7 +28,8 @@ from bot.settings import Settings, SettingsError
 from . import db
 from .errors import StartupError
 
-# No %a: client addresses are not kept, not even in logs.
+# No %a: client addresses are not kept, not even in logs. logsafe.SafeAccessLogger
+# writes the route, not the request line (no query strings, no client-chosen paths).
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'
 
 
@@ -158,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides["POLKU_PORT"] = args.port
         settings = settings.replace(**overrides)
         from .app import create_app
+        from .logsafe import SafeAccessLogger
 
         app = create_app(settings)
         app.on_startup.append(_tune_gc)  # after the server's own startup
         web.run_app(app, host=settings.host, port=settings.port, access_log_format=ACCESS_LOG_FORMAT,
+                    access_log_class=SafeAccessLogger,
                     print=lambda text: print(text, flush=True))
         return 0
     except (SettingsError, StartupError) as exc:

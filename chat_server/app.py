@@ -15,17 +15,17 @@ from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 from redis import asyncio as aioredis
 
 from bot.settings import Settings
 
-from . import admin, auth, console, db, health, static
+from . import admin, auth, console, db, health, logsafe, static
 from .auth import StaffAuth
 from .callbacks import Callbacks
 from .counsellor import ConsoleContent, CounsellorChannel
 from .errors import BackendUnavailable
 from .events import Events
+from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
 from .presence import MemoryPresence, Presence, RedisPresence
 from .queue import HandoffQueue, MemoryQueue, RedisQueue
@@ -178,25 +178,10 @@ def _origin_check(settings: Settings):
     return check
 
 
-class _UncompressedWebSocket(engineio_aiohttp.WebSocket):
-    """engine.io's aiohttp WebSocket without permessage-deflate.
-
-    Chat lines are short, so compression saves almost no bytes, while every
-    compressed socket keeps two zlib streams (tens of KB) for its whole life
-    and spends CPU on every frame."""
-
-    async def __call__(self, environ):
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-
 def _without_websocket_compression(sio: socketio.AsyncServer) -> None:
+    # frames.GuardedWebSocket: no permessage-deflate, and frames that are not Engine.IO packets dropped.
     eio = sio.eio
-    eio._async = {**eio._async, "websocket": _UncompressedWebSocket}
+    eio._async = {**eio._async, "websocket": GuardedWebSocket}
 
 
 def create_app(settings: Settings | None = None, *, bot: Any = None,
@@ -206,7 +191,8 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
     manager = None
     if settings.redis_url:
         manager = SocketIORedisManager(settings.redis_url, channel=settings.redis_prefix + "socketio")
-    sio = socketio.AsyncServer(
+    logsafe.install()
+    sio = GuardedAsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_origin_check(settings),
@@ -214,8 +200,10 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         # answered in the order they were sent, after their session_request.
         async_handlers=False,
         max_http_buffer_size=max(MIN_PACKET_BYTES, settings.max_message_chars * 8),
-        logger=False,
-        engineio_logger=False,
+        # The libraries' own loggers, filtered (logsafe): given as loggers, not False, so
+        # that the libraries add no stderr handler of their own.
+        logger=logging.getLogger("socketio.server"),
+        engineio_logger=logging.getLogger("engineio.server"),
     )
     _without_websocket_compression(sio)
     app = web.Application(middlewares=[auth.security_headers_middleware, auth.csrf_middleware])
@@ -231,6 +219,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
 
     async def on_cleanup(app: web.Application) -> None:
         await server.stop()
+        sio.frame_stats.close()  # the last summary of refused input
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

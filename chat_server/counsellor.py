@@ -277,6 +277,9 @@ class CounsellorChannel:
         for event, handler in handlers.items():
             self.sio.on(event, namespace=ns)(self._guarded(handler))
         self.sio.on("*", namespace=ns)(self.on_unknown_event)
+        listeners = getattr(self.sio, "malformed_listeners", None)
+        if listeners is not None:
+            listeners[ns] = self.on_malformed_frame
 
     def add_handler(self, event: str, handler: GuardedHandler) -> None:
         """Another module's console request (callbacks.py), with the same guard."""
@@ -308,8 +311,14 @@ class CounsellorChannel:
         run.__name__ = handler.__name__
         return run
 
-    async def on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+    async def on_unknown_event(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
         return {"ok": False, "error": "unknown_event"}
+
+    async def on_malformed_frame(self, sid: str, packet_id: int | None = None) -> None:
+        """A frame that did not follow the protocol (frames.GuardedAsyncServer): refused in its
+        acknowledgement when it asked for one (a console has no other channel for errors)."""
+        if packet_id is not None and sid in self.sockets:
+            await self.sio.send_ack(sid, COUNSELLOR_NAMESPACE, packet_id, {"ok": False, "error": "malformed_payload"})
 
     # --- connection -------------------------------------------------------------------------
 

@@ -24,7 +24,17 @@ READY_CHECK_TIMEOUT_SECS = 2.0
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Alive; for those who may see details (as /ready's), the process's counts of
+    refused client input since it started (frames.FrameStats: malformed frames,
+    connections closed for them, refusals by code)."""
+    from .app import SERVER_KEY
+
+    server = request.app.get(SERVER_KEY)
+    stats = getattr(getattr(server, "sio", None), "frame_stats", None)
+    body: dict[str, Any] = {"status": "ok"}
+    if stats is not None and await _may_see_details(request):
+        body["refused"] = stats.snapshot()
+    return web.json_response(body)
 
 
 async def _check_database(server: Any) -> tuple[str, str | None]:

@@ -245,6 +245,9 @@ class ResidentChannel:
         for event, handler in handlers.items():
             self.sio.on(event)(self._guarded(handler))
         self.sio.on("*")(self.on_unknown_event)
+        listeners = getattr(self.sio, "malformed_listeners", None)
+        if listeners is not None:
+            listeners["/"] = self.on_malformed_frame
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -253,7 +256,12 @@ class ResidentChannel:
         return (state.language if state else None) or self.default_language
 
     async def _refuse(self, sid: str, error: ResidentError, data: Any = None) -> None:
-        log.info("refused input: %s (%s)", error.code, error.detail)
+        # Counted, and summed up in the log once a minute (frames.FrameStats): one
+        # line per refusal would let a client write the log as fast as it sends.
+        stats = getattr(self.sio, "frame_stats", None)
+        if stats is not None:
+            stats.count(f"refused_{error.code}")
+        log.debug("refused input: %s (%s)", error.code, error.detail)
         language = _payload_language(data) or self._language_of(sid)
         text = error_text(error.code, language, self.bot)
         try:
@@ -280,9 +288,18 @@ class ResidentChannel:
         run.__name__ = handler.__name__
         return run
 
-    async def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
+    async def on_unknown_event(self, event: Any, sid: str, *args: Any) -> None:
+        # The name is the client's text: only its kind and length are logged.
+        # (frames.GuardedAsyncServer already refuses names that are not strings.)
         if sid in self.sockets:
-            await self._refuse(sid, UnknownEvent(f"event {event[:40]!r}"))
+            length = len(event) if isinstance(event, str) else None
+            await self._refuse(sid, UnknownEvent(f"unknown event ({type(event).__name__} of {length} chars)"),
+                               args[0] if len(args) == 1 else None)
+
+    async def on_malformed_frame(self, sid: str, packet_id: int | None = None) -> None:
+        """A frame of this socket that did not follow the protocol (frames.GuardedAsyncServer)."""
+        if sid in self.sockets:
+            await self._refuse(sid, MalformedPayload("malformed frame"))
 
     def _lock(self, conversation_id: int) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)
