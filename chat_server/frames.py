@@ -52,8 +52,9 @@ MAX_MALFORMED_FRAMES = 10
 MAX_ATTACHMENTS = 4
 # The counters are summed up in the log at most this often (one line per period with refusals).
 SUMMARY_SECS = 60.0
-# Event names the library dispatches to the connection handlers: a client must not send them.
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+# Event names the library dispatches to the connection handlers, and "*" (the catch-all
+# handler, which would get the payload as its socket id): a client must not send them.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "*"})
 ENGINEIO_TEXT_TYPES = frozenset("0123456")
 
 MalformedListener = Callable[[str, int | None], Awaitable[None]]

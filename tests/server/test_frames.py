@@ -26,7 +26,7 @@ MALFORMED_SOCKETIO = [
     "42[123]",                               # event name not a string (issue 13: TypeError)
     "42[true]", "42[null]", "42[1.5]", "42[[1]]", "42[{}]",  # names that are not strings
     "42[]", "42{}", "42null", '42"user_uttered"', "42",      # no event list at all
-    '42["connect",{}]', '42["disconnect"]',  # the library's reserved events
+    '42["connect",{}]', '42["disconnect"]', '42["*",{}]',  # the library's reserved events; the catch-all
     "4-", "4²", '42²["x"]', '4999999999999-["x"]', "44", "49",  # bad header, type, id, attachments
     '42/nowhere,["user_uttered",{}]',        # a namespace this socket never joined
     '455-["user_uttered",{"_placeholder":true,"num":0}]', b"\x00\x01",  # attachment count too high; a stray binary frame
