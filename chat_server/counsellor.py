@@ -95,8 +95,19 @@ def check_conversation_id(data: Any) -> int:
     return value
 
 
+def _has_lone_surrogate(value: str) -> bool:
+    """No database driver can encode one (it was a server_busy)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _text(value: Any, max_chars: int, what: str) -> str:
-    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or _has_lone_surrogate(value):
         raise ConsoleError("malformed_payload", f"{what} is empty or not a string")
     if len(value) > max_chars:
         raise ConsoleError("message_too_long", f"{what} > {max_chars} chars")
@@ -113,7 +124,8 @@ class CounsellorMessage:
 def check_send(data: Any) -> CounsellorMessage:
     payload = _object(data)
     client_id = payload.get("client_id")
-    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS):
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS
+                                  or not client_id.isprintable()):  # NUL, lone surrogates: server_busy before
         raise ConsoleError("malformed_payload", "client_id is not a short string")
     return CounsellorMessage(check_conversation_id(payload),
                              _text(payload.get("text"), COUNSELLOR_MESSAGE_MAX_CHARS, "text"), client_id)

@@ -124,6 +124,8 @@ def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
     if client_id is not None and (not isinstance(client_id, str) or not client_id
                                   or len(client_id) > CLIENT_ID_MAX_CHARS or _has_surrogate(client_id)):
         raise MalformedPayload("client_id is not a short string")
+    if client_id is not None and "\x00" in client_id:  # PostgreSQL's text cannot hold NUL: server_busy before
+        raise MalformedPayload("client_id contains NUL")
     text = payload.get("message")
     if not isinstance(text, str):
         raise MalformedPayload("message is not a string", client_id=client_id)
