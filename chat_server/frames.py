@@ -85,7 +85,8 @@ class FrameStats:
         if not self._window:
             return
         parts = ", ".join(f"{kind} {n}" for kind, n in sorted(self._window.items()))
-        log.warning("refused client input in the last %.0f s: %s", self.summary_secs, parts)
+        log.warning("refused client input in the last %.0f s: %s", self.summary_secs, parts,
+                    extra={"periodic": True})
         self._window.clear()
 
     def close(self) -> None:

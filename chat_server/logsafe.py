@@ -12,7 +12,8 @@ every record before any handler sees it:
   client (a session id, an origin) are withheld;
 - a traceback becomes the exception's type name;
 - one message repeats at most ``BURST`` times a ``WINDOW_SECS``; the next
-  one that gets through says how many were withheld.
+  one that gets through says how many were withheld (``RepeatFilter``, also
+  on our own loggers of the input handlers, for their warnings and errors).
 
 The loggers stay at ERROR whatever ``POLKU_LOG_LEVEL`` says (their INFO lines
 carry packet data), and get no handler of their own: records go to the
@@ -63,14 +64,51 @@ def scrub_message(message: str) -> str:
     return message[:MAX_MESSAGE_CHARS]
 
 
-class ClientTextFilter(logging.Filter):
-    """Rewrites the records of the Socket.IO libraries' loggers (see the module's docstring)."""
+class RepeatFilter(logging.Filter):
+    """One message (its template) at most ``burst`` times a ``window_secs``; the
+    next one that gets through says how many were withheld. On the loggers of
+    the handlers a client's input reaches (a bug a client can trigger at will
+    must not fill the disk either)."""
 
     def __init__(self, burst: int = BURST, window_secs: float = WINDOW_SECS) -> None:
         super().__init__()
         self.burst = burst
         self.window_secs = window_secs
         self._seen: dict[tuple[str, str], list[float | int]] = {}  # key -> [window start, count, withheld]
+
+    def _admit(self, record: logging.LogRecord, template: str) -> str | None:
+        """The suffix to add when the record may go out, None when it is withheld."""
+        now = time.monotonic()
+        key = (record.name, template[:80])
+        entry = self._seen.get(key)
+        suffix = ""
+        if entry is None or now - entry[0] >= self.window_secs:
+            withheld = entry[2] if entry is not None else 0
+            entry = [now, 0, 0]
+            if len(self._seen) > 1000:  # templates are the code's few; bounded all the same
+                self._seen.clear()
+            self._seen[key] = entry
+            if withheld:
+                suffix = f" ({withheld} more like it withheld)"
+        entry[1] += 1
+        if entry[1] > self.burst:
+            entry[2] += 1
+            return None
+        return suffix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or getattr(record, "periodic", False):
+            return True  # a summary already comes once a period (frames.FrameStats)
+        suffix = self._admit(record, record.msg if isinstance(record.msg, str) else "")
+        if suffix is None:
+            return False
+        if suffix:
+            record.msg = f"{record.msg}{suffix}"
+        return True
+
+
+class ClientTextFilter(RepeatFilter):
+    """Rewrites the records of the Socket.IO libraries' loggers (see the module's docstring)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
@@ -87,36 +125,33 @@ class ClientTextFilter(logging.Filter):
         record.exc_info = None
         record.exc_text = None
         record.stack_info = None
-        now = time.monotonic()
-        key = (record.name, template[:80])
-        entry = self._seen.get(key)
-        if entry is None or now - entry[0] >= self.window_secs:
-            withheld = entry[2] if entry is not None else 0
-            entry = [now, 0, 0]
-            self._seen[key] = entry
-            if withheld:
-                message += f" ({withheld} more like it withheld)"
-            if len(self._seen) > 1000:  # templates are the library's few; bounded all the same
-                self._seen = {key: entry}
-        entry[1] += 1
-        if entry[1] > self.burst:
-            entry[2] += 1
+        suffix = self._admit(record, template)
+        if suffix is None:
             return False
-        record.msg = message
+        record.msg = message + suffix
         record.args = None
         return True
 
 
+# Our loggers whose warnings and errors a client's input can cause.
+INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor", "chat_server.callbacks", "chat_server.frames")
+
 _FILTER = ClientTextFilter()
+_REPEATS = RepeatFilter()
 
 
 def install() -> None:
-    """Give the Socket.IO libraries' loggers the filter and their level (idempotent)."""
+    """Give the Socket.IO libraries' loggers the filter and their level, and our
+    input handlers' loggers the repeat limit (idempotent)."""
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(LIBRARY_LEVEL)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    for name in INPUT_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REPEATS not in logger.filters:
+            logger.addFilter(_REPEATS)
 
 
 class SafeAccessLogger(AbstractAccessLogger):

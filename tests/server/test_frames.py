@@ -258,3 +258,27 @@ async def test_counsellor_namespace_refuses_malformed_frames_in_the_acknowledgem
         assert "Traceback" not in logged and not server_log.errors(), logged
     finally:
         await browser.close()
+
+
+def test_log_filters_scrub_and_limit_repeats():
+    import logging
+
+    from chat_server.logsafe import ClientTextFilter, RepeatFilter
+
+    library = ClientTextFilter(burst=2, window_secs=3600)
+    records = []
+    for i in range(5):
+        try:
+            raise ValueError(f"secret-{i}")
+        except ValueError:
+            import sys
+            record = logging.LogRecord("engineio.server", logging.ERROR, __file__, 1,
+                                       "received event %s from %s", ("secret-name", 42), sys.exc_info())
+        if library.filter(record):
+            records.append(record)
+    assert len(records) == 2
+    text = logging.Formatter().format(records[0])
+    assert text == "received event <str 11> from <int> (ValueError)" and "secret" not in text
+    own = RepeatFilter(burst=1, window_secs=0.0)  # every record starts a new window
+    first = logging.LogRecord("chat_server.resident", logging.ERROR, __file__, 1, "x failed: %s", ("E",), None)
+    assert own.filter(first) and first.getMessage() == "x failed: E"
