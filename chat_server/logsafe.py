@@ -134,7 +134,9 @@ class ClientTextFilter(RepeatFilter):
 
 
 # Our loggers whose warnings and errors a client's input can cause.
-INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor", "chat_server.callbacks", "chat_server.frames")
+# (bot.policy: "NLU unavailable" comes once per message while Rasa is down.)
+INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor", "chat_server.callbacks", "chat_server.frames",
+                 "bot.policy", "bot.nlu")
 
 _FILTER = ClientTextFilter()
 _REPEATS = RepeatFilter()
