@@ -424,17 +424,22 @@ def fuzz(url: str, *, examples: int, seed: int | None = None, secrets_: tuple[st
 # --- the benchmark -------------------------------------------------------------------
 
 
-def generate_pool(examples: int) -> list[list[Frame]]:
+def generate_pool(examples: int, seed: int | None = None) -> list[list[Frame]]:
     """``examples`` sequences drawn by hypothesis (generating costs about 6 ms a frame,
-    more than sending it: the benchmark replays recombinations of this pool)."""
+    more than sending it: the benchmark replays recombinations of this pool).
+    The same pool every time unless a ``seed`` is given."""
+    from hypothesis import seed as hypothesis_seed
+
     pool: list[list[Frame]] = []
 
-    @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=seed is None,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(sequences)
     def collect(sequence: list[Frame]) -> None:
         pool.append(sequence)
 
+    if seed is not None:
+        collect = hypothesis_seed(seed)(collect)
     collect()
     return pool
 
@@ -484,29 +489,40 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events to send (default 100,000)")
     parser.add_argument("--pool", type=int, default=300, help="sequences hypothesis draws for the replay")
     parser.add_argument("--threads", type=int, default=2, help="connections sending at a time")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the recombination")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the pool and the recombination (default: the same run every time)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help="postgres: a database of its own on 127.0.0.1:5432 and Redis (127.0.0.1:6379)")
 
 
 def main(args) -> None:
+    import contextlib
     import logging
     import tempfile
     from pathlib import Path
 
     from bot.rasa_server import free_port
 
-    from .chat_servers import ChatServerProcess, chat_server_env, proc_cpu_secs, proc_rss_kb
+    from .chat_servers import (ChatServerProcess, TempPostgres, TempRedisPrefix, chat_server_env, proc_cpu_secs,
+                               proc_rss_kb)
 
     logging.getLogger("websocket").setLevel(logging.CRITICAL)  # the client's own close codes
     t0 = time.perf_counter()
-    pool = generate_pool(args.pool)
+    pool = generate_pool(args.pool, args.seed)
     generated = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory(prefix="polku-fuzz-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="polku-fuzz-"))
+        backend: dict[str, str] = {}
+        if args.backend == "postgres":
+            database, redis_prefix = stack.enter_context(TempPostgres()), stack.enter_context(TempRedisPrefix())
+            backend = {"POLKU_DATABASE_URL": database.url, "POLKU_REDIS_URL": redis_prefix.url,
+                       "POLKU_REDIS_PREFIX": redis_prefix.prefix}
         closed_rasa = f"http://127.0.0.1:{free_port()}"  # the bot answers nlu_unavailable at once
         port = free_port()
         log_path = Path(tmp) / "chat_server.log"
         server = ChatServerProcess(chat_server_env(Path(tmp) / "data", closed_rasa, f"http://127.0.0.1:{port}",
                                                    POLKU_CHAT_ALWAYS_OPEN="true",
-                                                   POLKU_ADMIN_PREWARM_TRAINER="false"),
+                                                   POLKU_ADMIN_PREWARM_TRAINER="false", **backend),
                                    log_path, port=port).start()
         try:
             server.wait_ready()
@@ -516,7 +532,7 @@ def main(args) -> None:
             findings = Findings()
             start = time.perf_counter()
             with HealthWatch(server.url) as watch:
-                replay(server.url, pool, args.events, args.seed, findings, threads=args.threads)
+                replay(server.url, pool, args.events, args.seed or 1, findings, threads=args.threads)
             elapsed = time.perf_counter() - start
             cpu = proc_cpu_secs(server.pid) - cpu_before
             health_after = health_secs(server.url)
@@ -528,7 +544,8 @@ def main(args) -> None:
         log_text = log_path.read_text(errors="replace")
     errors = [line for line in log_text.splitlines() if " ERROR " in line or "Traceback" in line]
     pool_frames = sum(len(sequence) for sequence in pool)
-    print(f"pool: {len(pool)} sequences, {pool_frames} frames drawn by hypothesis in {generated:.1f} s")
+    print(f"backend: {args.backend}; pool: {len(pool)} sequences, {pool_frames} frames drawn by hypothesis "
+          f"in {generated:.1f} s (seed {args.seed})")
     print(f"fuzz: {findings.events} events on {findings.sequences} connections ({args.threads} at a time) "
           f"in {elapsed:.1f} s: {findings.events / elapsed:.0f} events/s; server CPU {cpu:.1f} s "
           f"({cpu / max(1, findings.events) * 1e6:.0f} us/event)")
