@@ -176,3 +176,9 @@ class SafeAccessLogger(AbstractAccessLogger):
         if resource is not None and getattr(resource, "canonical", None):
             route = resource.canonical
         self.logger.info('"%s %s" %s %s %.6fs', method, route, response.status, response.body_length, time)
+
+
+def reset_repeats() -> None:
+    """Forget the repeat counts (tests that read the log from a fresh start)."""
+    _FILTER._seen.clear()
+    _REPEATS._seen.clear()

@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks.fuzz import FuzzSocket, HealthWatch, fuzz, health_secs
 from bot.settings import Settings
+from chat_server import logsafe
 
 from .helpers import RunningServer, start_server
 from .raw_socketio import LogCapture
@@ -122,6 +123,7 @@ def test_fuzzed_events_and_frames_crash_nothing(request, backend):
     # One address sends everything: the per-address limits must not stop the fuzzing early.
     settings = Settings(environ={}, **{**base, "POLKU_RATE_ADDRESS_PER_MIN": 10**9,
                                        "POLKU_RATE_SESSION_PER_MIN": 10**9})
+    logsafe.reset_repeats()  # earlier tests' errors must not use up this test's share of the log
     with LogCapture() as log, ThreadedServer(settings) as server:
         victim = _resident(server.url)  # a resident chatting meanwhile: none of it may leak
         try:
@@ -163,4 +165,5 @@ def test_fuzzed_events_and_frames_crash_nothing(request, backend):
     # Every socket the fuzzing opened is gone from the server's books (none left behind).
     assert leaked == 0, f"{leaked} resident sockets still held"
     assert refused.get("malformed_frame", 0) > 0 and refused.get("refused_malformed_payload", 0) > 0, refused
-    assert refused.get("handler_error", 0) == 0, refused
+    # Counted whatever the log's repeat limit let through:
+    assert refused.get("handler_error", 0) == 0 and refused.get("refused_server_busy", 0) == 0, refused
