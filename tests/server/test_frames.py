@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from bot.settings import Settings
+from chat_server import logsafe
 from chat_server.app import create_app
 from chat_server.frames import MAX_MALFORMED_FRAMES
 from chat_server.logsafe import SafeAccessLogger
@@ -36,6 +37,7 @@ MALFORMED_ENGINEIO = ["x", "", "9", "b!!!", "\ud7ff"]
 
 @pytest.fixture
 def server_log():
+    logsafe.reset_repeats()
     with LogCapture() as capture:
         yield capture
 
