@@ -149,6 +149,9 @@ def test_fuzzed_events_and_frames_crash_nothing(request, backend):
         app = server.running.server
         server.run(asyncio.sleep(0.5))  # the last disconnects handled
         leaked = len(app.resident.sockets)
+        held = {"engine.io sockets": len(app.sio.eio.sockets), "environs": len(app.sio.environ),
+                "pending binary packets": len(app.sio._binary_packet),
+                "malformed counts": len(app.sio._malformed_counts)}
         refused = app.sio.frame_stats.snapshot()
     print(f"fuzz ({backend}): {findings.events} events, {findings.sequences} connections, "
           f"/health worst {watch.worst * 1000:.0f} ms over {watch.samples} probes, "
@@ -164,6 +167,7 @@ def test_fuzzed_events_and_frames_crash_nothing(request, backend):
     assert VICTIM_SECRET not in log.text
     # Every socket the fuzzing opened is gone from the server's books (none left behind).
     assert leaked == 0, f"{leaked} resident sockets still held"
+    assert not any(held.values()), held
     assert refused.get("malformed_frame", 0) > 0 and refused.get("refused_malformed_payload", 0) > 0, refused
     # Counted whatever the log's repeat limit let through:
     assert refused.get("handler_error", 0) == 0 and refused.get("refused_server_busy", 0) == 0, refused
