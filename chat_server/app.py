@@ -8,6 +8,7 @@ limits when ``POLKU_REDIS_URL`` is set, this process's memory otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,11 @@ from .events import Events
 from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
 from .presence import MemoryPresence, Presence, RedisPresence
-from .queue import HandoffQueue, MemoryQueue, RedisQueue
+from .queue import HandoffQueue, MemoryQueue, QueueKeeper, RedisQueue
 from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_proxies
-from .redis_backend import SocketIORedisManager, create_redis
+from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
-from .shutdown import bounded
+from .shutdown import DRAIN_SECS, DrainingServer, bounded
 from .staff.oidc import OidcClient
 from .store import Store
 
@@ -65,6 +66,7 @@ class ChatServer:
         self.oidc: OidcClient | None = None  # single sign-on, when configured
         self.callbacks: Callbacks | None = None
         self.counsellor: CounsellorChannel | None = None
+        self.queue_keeper: QueueKeeper | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -76,7 +78,8 @@ class ChatServer:
             self.redis = create_redis(settings.redis_url)
             self.queue = RedisQueue(self.redis, settings.redis_prefix)
             self.presence = RedisPresence(self.redis, settings.redis_prefix)
-            counter = RedisCounter(self.redis, settings.redis_prefix)
+            # While Redis is away the limits count in this process (residents keep being answered).
+            counter = FallbackCounter(RedisCounter(self.redis, settings.redis_prefix), MemoryCounter())
         else:
             self.queue, self.presence, counter = MemoryQueue(), MemoryPresence(), MemoryCounter()
         if self._given_bot is not None:
@@ -110,6 +113,16 @@ class ChatServer:
         await self._restore_queue()
         await self._start_socketio_manager()
         self.counsellor.start()
+        if isinstance(self.queue, RedisQueue):
+            self.queue_keeper = QueueKeeper(self.queue, self.store.queued, self._queue_restored)
+            with contextlib.suppress(Exception):  # Redis away at startup: the keeper's first round
+                await self.queue.mark_kept()
+            self.queue_keeper.start()
+            manager = self.sio.manager
+            if isinstance(manager, SocketIORedisManager):
+                async def resubscribed() -> None:
+                    self.queue_keeper.wake()
+                manager.on_resubscribed.append(resubscribed)
         log.info("chat server ready (database %s, redis %s)", self.engine.dialect.name,
                  "on" if self.redis is not None else "off")
 
@@ -125,6 +138,17 @@ class ChatServer:
         except BackendUnavailable as exc:
             log.warning("could not restore the counsellor queue: %s", exc.detail)
 
+    async def _queue_restored(self, added: list[int]) -> None:
+        """The queue keeper put conversations back (Redis was emptied or away): this
+        process's counsellors are online again at once (not at their next heartbeat),
+        then every queued resident gets their place and the consoles the queue."""
+        if self.counsellor is not None:
+            try:
+                await self.counsellor.heartbeat()
+            except Exception as exc:
+                log.warning("heartbeat after the queue restore failed: %s", type(exc).__name__)
+        await self.handoff.queue_changed()
+
     async def _start_socketio_manager(self) -> None:
         manager = self.sio.manager
         if isinstance(manager, SocketIORedisManager):
@@ -137,6 +161,8 @@ class ChatServer:
 
     async def stop(self) -> None:
         """Release everything; each step is bounded, so a stuck one cannot hang the shutdown."""
+        if self.queue_keeper is not None:
+            await bounded("queue keeper", self.queue_keeper.stop())
         if self.counsellor is not None:
             await bounded("counsellor background work", self.counsellor.stop())
         manager = self.sio.manager
@@ -154,6 +180,11 @@ class ChatServer:
 
 
 SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)
+
+
+class ChatSocketServer(DrainingServer, GuardedAsyncServer):
+    """python-socketio's server that drains on shutdown (shutdown.py) and guards
+    against malformed frames (frames.py)."""
 
 
 def own_origins(settings: Settings) -> set[str]:
@@ -192,7 +223,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
     if settings.redis_url:
         manager = SocketIORedisManager(settings.redis_url, channel=settings.redis_prefix + "socketio")
     logsafe.install()
-    sio = GuardedAsyncServer(
+    sio = ChatSocketServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_origin_check(settings),
@@ -215,6 +246,9 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         await server.start()
 
     async def on_shutdown(app: web.Application) -> None:
+        # aiohttp has stopped listening: hand every resident and console over
+        # to another process (or to this one restarted), then stop.
+        await bounded("draining sockets", sio.drain(), DRAIN_SECS + 5)
         await bounded("Socket.IO server", sio.shutdown())
 
     async def on_cleanup(app: web.Application) -> None:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID_MAX_CHARS = 64
 INTENT_GUESSES_KEPT = 3  # the model's best guesses stored with a resident message (admin inbox)
+# The intent stored for a resident message the model could not read (Rasa down).
+NLU_UNAVAILABLE_INTENT = "nlu_unavailable"
 
 # --- validated input -----------------------------------------------------------------
 
@@ -198,8 +200,12 @@ def _turn_rows(conversation_id: int, message: ResidentMessage,
     and the conversation's new values."""
     parse = turn.parse
     now = utcnow()
-    rows = [message_row(conversation_id, sender="resident", text=parse.text, intent=parse.intent,
-                        confidence=parse.confidence, language=parse.language, client_id=message.client_id,
+    # Unread because Rasa was down: not "not understood" (the admin inbox would
+    # fill with every message of an outage), so no confidence either.
+    intent, confidence = ((parse.intent, parse.confidence) if parse.nlu_available
+                          else (NLU_UNAVAILABLE_INTENT, None))
+    rows = [message_row(conversation_id, sender="resident", text=parse.text, intent=intent,
+                        confidence=confidence, language=parse.language, client_id=message.client_id,
                         created_at=now)]
     rows += [message_row(conversation_id, sender="bot", text=reply.text,
                          quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
