@@ -18,7 +18,7 @@ from .evaluation import (CHECK, CRISIS, NONE, CrisisReport, Report, crisis_cases
                          heldout_crisis_cases, split_cases)
 from .policy import Bot
 from .rasa_server import (RASA_READY_TIMEOUT_SECS, RasaProcess, ensure_model, ensure_rasa, free_port,
-                          rasa_answers, start_missing_rasa)
+                          rasa_answers, start_missing_rasa, stop_all)
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
 from .training import TrainingError, latest_model, load_heldout, train
 from .types import DialogueState
@@ -189,8 +189,11 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     one process for each of POLKU_RASA_URL's servers that does not answer yet. A
     process that exits, before it is ready or after, is started again on the newest
     model file (the one an activation made newest) while the others go on answering."""
-    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the Rasa processes are stopped too
-    processes = start_missing_rasa(settings, log=_err)
+    # Stopped by SIGTERM like by Ctrl-C: the Rasa processes are stopped too. SIGINT
+    # explicitly: a background job of a script (./polku start) starts with it ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    processes = start_missing_rasa(settings, log=_err, die_with_parent=True)
     if not processes:
         _err(f"Rasa already answers at {', '.join(settings.rasa_urls)}")
         return 0
@@ -214,7 +217,7 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
                 _err(f"Rasa at {process.url} exited with {process.proc.returncode}; starting it again "
                      f"on {model.name} (see {process.log_path})")
                 processes[i] = RasaProcess(settings, model, process.port, host=process.host,
-                                           log_path=process.log_path).start()
+                                           log_path=process.log_path, die_with_parent=True).start()
             if waiting and all(rasa_answers(p.url, token=settings.rasa_token) for p in processes):
                 waiting = False
                 _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
@@ -225,8 +228,11 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            process.stop()
+        # A second signal (Ctrl-C twice, or SIGTERM to the whole process group and
+        # then from ./polku's trap) must not cut the stop short and leave a Rasa running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_all(processes)
     return 0
 
 
