@@ -121,7 +121,7 @@ class ChatServer:
             manager = self.sio.manager
             if isinstance(manager, SocketIORedisManager):
                 async def resubscribed() -> None:
-                    self.queue_keeper.wake()
+                    self.queue_keeper.wake(resend=True)
                 manager.on_resubscribed.append(resubscribed)
         log.info("chat server ready (database %s, redis %s)", self.engine.dialect.name,
                  "on" if self.redis is not None else "off")

@@ -207,14 +207,18 @@ class QueueKeeper:
         self._next_full = time.monotonic() + full_check_secs
         self._suspects: set[int] = set()
         self._wake = asyncio.Event()
+        self._resend = False
         self._task: asyncio.Task | None = None
         self.restored_at: float | None = None  # monotonic time of the last restore that added anything
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def wake(self) -> None:
-        """Check now (Redis was reconnected)."""
+    def wake(self, resend: bool = False) -> None:
+        """Check now. ``resend``: and call ``on_restored`` even when nothing was missing
+        (this process's Socket.IO subscription was lost, so events of other processes,
+        the queue's among them, may have missed its residents and consoles)."""
+        self._resend = self._resend or resend
         self._wake.set()
 
     async def stop(self) -> None:
@@ -249,7 +253,8 @@ class QueueKeeper:
         """One round; returns the conversation ids put back into the queue."""
         emptied = await self.queue.mark_kept()
         full = time.monotonic() >= self._next_full
-        if not (emptied or self.queue.lost or full):
+        resend = self._resend
+        if not (emptied or self.queue.lost or full or resend):
             return []
         self.queue.lost = False
         entries = await self._queued()
@@ -268,6 +273,8 @@ class QueueKeeper:
             self.restored_at = time.monotonic()
             log.warning("queue restored from the database: %d conversation(s) were missing from Redis%s",
                         len(added), " (Redis was emptied)" if emptied else "")
+        if added or resend:
+            self._resend = False
             await self._on_restored(added)
         return added
 
