@@ -76,7 +76,7 @@ class ChatServer:
         self.store = Store(self.engine)
         if settings.redis_url:
             self.redis = create_redis(settings.redis_url)
-            self.queue = RedisQueue(self.redis, settings.redis_prefix)
+            self.queue = RedisQueue(self.redis, settings.redis_prefix, database_queue=self.store.queued)
             self.presence = RedisPresence(self.redis, settings.redis_prefix)
             # While Redis is away the limits count in this process (residents keep being answered).
             counter = FallbackCounter(RedisCounter(self.redis, settings.redis_prefix), MemoryCounter())

@@ -113,28 +113,63 @@ class RedisQueue:
     While Redis is away, ``add`` does not fail (the database has the
     conversation as queued, and a resident in crisis must not get an error
     for want of an index): it marks the queue ``lost`` and the keeper adds
-    the conversation when Redis is back. ``position`` is then unknown (None).
-    Removing still needs Redis (a pick-up waits for it)."""
+    the conversation when Redis is back. The order (``position``,
+    ``conversation_ids``) is then read from the database (``database_queue``,
+    with the conversations this process queued meanwhile, whose transactions
+    may not have committed yet). Removing still needs Redis (a pick-up waits
+    for it)."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str,
+                 database_queue: Callable[[], Awaitable[list[tuple[int, str, datetime]]]] | None = None) -> None:
         self._redis = redis
         self._key = f"{prefix}queue"
         self.marker_key = f"{prefix}queue_kept"  # present while Redis holds the restored queue
         self.lost = False  # a change did not reach Redis: restore from the database
+        self._database_queue = database_queue
+        # Queued by this process while Redis was away: id -> (score, monotonic time).
+        self._unsynced: dict[int, tuple[int, float]] = {}
 
     async def add(self, conversation_id: int, priority: str, queued_at: datetime) -> None:
+        score = queue_score(priority, queued_at)
         try:
             async with redis_errors():
-                await self._redis.zadd(self._key, {str(conversation_id): queue_score(priority, queued_at)},
-                                       nx=True)
+                await self._redis.zadd(self._key, {str(conversation_id): score}, nx=True)
         except BackendUnavailable as exc:
             self.lost = True
+            self._unsynced[conversation_id] = (score, time.monotonic())
             log.warning("conversation %s queued without Redis (%s); the queue is restored when it is back",
                         conversation_id, exc.detail)
 
     async def remove(self, conversation_id: int) -> None:
+        self._unsynced.pop(conversation_id, None)
         async with redis_errors():
             await self._redis.zrem(self._key, str(conversation_id))
+
+    async def _database_order(self) -> list[int]:
+        """The order while Redis is away: the database's queued conversations and this
+        process's unsynced ones. Raises BackendUnavailable when there is no database
+        to ask (or it fails too)."""
+        if self._database_queue is None:
+            raise BackendUnavailable("redis")
+        try:
+            entries = await self._database_queue()
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable("database", exc) from exc
+        scores = {cid: queue_score(priority, at) for cid, priority, at in entries}
+        for cid, (score, _) in self._unsynced.items():
+            scores.setdefault(cid, score)
+        return sorted(scores, key=lambda cid: (scores[cid], cid))
+
+    def synced(self, database_ids: set[int], max_age_secs: float = QUEUE_FULL_CHECK_SECS) -> None:
+        """The keeper restored the queue: forget the unsynced entries the database has
+        (and old ones, whose transactions did not commit)."""
+        now = time.monotonic()
+        self._unsynced = {cid: (score, at) for cid, (score, at) in self._unsynced.items()
+                          if cid not in database_ids and now - at < max_age_secs}
+        if self._unsynced:
+            self.lost = True  # their commits may still come: look again next round
 
     async def position(self, conversation_id: int) -> int | None:
         try:
@@ -142,12 +177,20 @@ class RedisQueue:
                 rank = await self._redis.zrank(self._key, str(conversation_id))
         except BackendUnavailable:
             self.lost = True
-            return None
+            try:
+                order = await self._database_order()
+            except BackendUnavailable:
+                return None
+            return order.index(conversation_id) + 1 if conversation_id in order else None
         return None if rank is None else rank + 1
 
     async def conversation_ids(self) -> list[int]:
-        async with redis_errors():
-            members = await self._redis.zrange(self._key, 0, -1)
+        try:
+            async with redis_errors():
+                members = await self._redis.zrange(self._key, 0, -1)
+        except BackendUnavailable:
+            self.lost = True
+            return await self._database_order()
         return [int(m) for m in members]
 
     async def front_time(self, priority: str) -> datetime | None:
@@ -256,9 +299,14 @@ class QueueKeeper:
         resend = self._resend
         if not (emptied or self.queue.lost or full or resend):
             return []
-        self.queue.lost = False
-        entries = await self._queued()
-        added = await self.queue.restore(entries)
+        self.queue.lost = False  # before the read: a change lost during it sets it again
+        try:
+            entries = await self._queued()
+            added = await self.queue.restore(entries)
+        except BaseException:
+            self.queue.lost = True
+            raise
+        self.queue.synced({cid for cid, _, _ in entries})
         if full:
             self._next_full = time.monotonic() + self.full_check_secs
             await self._drop_strays({cid for cid, _, _ in entries})
