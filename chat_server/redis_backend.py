@@ -210,12 +210,18 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
                 await asyncio.sleep(RESUBSCRIBE_SECS)
 
     def _redis_connect(self) -> None:
-        # The base class replaces its clients on every (re)connect and drops
-        # the old ones unclosed; close them (in the background: this is not a coroutine).
-        old = [c for c in (self.pubsub, self.redis) if c is not None]
-        super()._redis_connect()
-        if old:
-            task = asyncio.get_running_loop().create_task(self._close_clients(old))
+        # The base class makes a new client on every (re)connect and drops the
+        # old one unclosed. Keep the client (redis-py reconnects its pool by
+        # itself, and a publish may be using it now); make a new subscription
+        # and close the old one (in the background: this is not a coroutine).
+        if self.redis is None:
+            super()._redis_connect()
+            return
+        old = self.pubsub
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(self._close_clients([old]))
             self._retired.append(task)
             task.add_done_callback(self._retired.remove)
 
