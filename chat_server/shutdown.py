@@ -53,24 +53,28 @@ class DrainingServer(socketio.AsyncServer):
         if event in ("disconnect", "__disconnect_final"):
             return await super()._trigger_event(event, namespace, *args)
         if self.draining:
-            if event == "connect":
-                return False  # refused: the client tries again, elsewhere
-            # Not handled here: the client reconnects and sends it again.
+            # Not handled here: the connection is closed, and the client reconnects
+            # (elsewhere) and sends it again. A refused connect alone would stop a
+            # socket.io-client socket for good.
             if args:
-                await self._close_transport_of(args[0], namespace)
-            return None
+                await self._close_transport_of(args[0], namespace, wait=event == "connect")
+            return False if event == "connect" else None
         self._in_flight += 1
         try:
             return await super()._trigger_event(event, namespace, *args)
         finally:
             self._in_flight -= 1
 
-    async def _close_transport_of(self, sid: str, namespace: str | None) -> None:
+    async def _close_transport_of(self, sid: str, namespace: str | None, *, wait: bool = False) -> None:
         try:
             eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
         except Exception:
             eio_sid = None
-        if eio_sid is not None:
+        if eio_sid is None:
+            return
+        if wait:
+            await self._close_transport(eio_sid)
+        else:  # from inside the connection's own receive loop: not awaited there
             asyncio.get_running_loop().create_task(self._close_transport(eio_sid))
 
     async def _close_transport(self, eio_sid: str) -> None:

@@ -64,3 +64,28 @@ async def test_a_draining_server_finishes_the_turn_in_hand_and_hands_the_residen
     await again.say("written during the drain", client_id=late)  # and once more: acknowledged, not stored twice
     await again.ack(late)
     assert await b.sql("SELECT count(*) FROM messages WHERE client_id IN (:a, :b)", a=in_hand, b=late) == [(2,)]
+
+
+async def test_a_connect_during_the_drain_closes_the_connection_instead_of_refusing_it(launch, sqlite_settings):
+    """A refused namespace connect would stop a socket.io-client socket for good; a
+    closed connection makes it reconnect (to another process)."""
+    import aiohttp
+
+    server = await launch(sqlite_settings, bot=FakeBot())
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(server.url + "/socket.io/?EIO=4&transport=websocket") as ws:
+            opened = await ws.receive()
+            assert opened.data.startswith("0{")  # engine.io open
+            server.server.sio.draining = True
+            try:
+                await ws.send_str("40")  # Socket.IO connect to "/"
+                received = []
+                while True:
+                    message = await asyncio.wait_for(ws.receive(), 5)
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    received.append(message.data)
+            finally:
+                server.server.sio.draining = False
+    assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    assert not any(data.startswith("44") for data in received), received  # no CONNECT_ERROR
