@@ -11,6 +11,7 @@ import redis as redis_lib
 
 from chat_server.queue import QueueKeeper
 
+from .counsellor_helpers import StaffBrowser, create_staff
 from .test_scaling import _start_redis, own_redis  # noqa: F401 (a fixture)
 
 CRISIS_TEXT = "en jaksa enää elää"
@@ -30,6 +31,12 @@ async def test_handing_off_while_redis_is_away_and_the_queue_after_it_is_back(
     redis_url, proc = own_redis
     server = await launch(postgres_settings, POLKU_REDIS_URL=redis_url)
     prefix = postgres_settings["POLKU_REDIS_PREFIX"]
+    # A counsellor's console on another process.
+    other = await launch(postgres_settings, POLKU_REDIS_URL=redis_url)
+    await create_staff(server, "anna")
+    anna = StaffBrowser(other)
+    await anna.sign_in("anna")
+    console = await anna.open_console()
     first = await connect(server)
     await first.session()
     await first.ack(await first.say("/request_counsellor"))
@@ -65,9 +72,14 @@ async def test_handing_off_while_redis_is_away_and_the_queue_after_it_is_back(
         client.close()
         assert (await _queued_state(first, lambda s: s["position"] == 2))
         assert (await _queued_state(second, lambda s: s["position"] == 3))
+        # The console on the other process gets the whole queue again, and its counsellor is
+        # online again at once (not at the next heartbeat): the residents are "queued".
+        await console.next("queue", lambda q: [c["conversation_id"] for c in q["conversations"]] == expected)
+        assert (await _queued_state(third, lambda s: s["state"] == "queued" and s["position"] == 1))
     finally:
         back.kill()
         back.wait()
+        await anna.close()
 
 
 async def test_the_keeper_removes_a_stray_only_when_seen_twice(launch, postgres_settings, own_redis):  # noqa: F811
