@@ -23,9 +23,10 @@ from bot.settings import PROJECT_ROOT
 STOP_WITHIN_SECS = 40.0  # the chat server drains (<= 5 s), each Rasa gets 15 s before SIGKILL
 
 
-def _env(tmp_path: Path, port: int, rasa_port: int, **extra: str) -> dict[str, str]:
+def _env(tmp_path: Path, port: int, *rasa_ports: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLKU_")}
-    return {**env, "POLKU_PORT": str(port), "POLKU_RASA_URL": f"http://127.0.0.1:{rasa_port}",
+    return {**env, "POLKU_PORT": str(port),
+            "POLKU_RASA_URL": ",".join(f"http://127.0.0.1:{p}" for p in rasa_ports),
             "POLKU_DATA_DIR": str(tmp_path / "data"), "POLKU_CHAT_ALWAYS_OPEN": "true",
             "POLKU_ADMIN_PREWARM_TRAINER": "false", **extra}
 
@@ -96,15 +97,18 @@ def test_a_process_on_a_port_is_reported_with_its_pid(tmp_path):
 
 
 @pytest.mark.rasa
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal):
+# SIGTERM with the default two Rasa servers: the group's SIGTERM and then the trap's reach
+# serve-rasa while it stops the first one (the second was left running).
+@pytest.mark.parametrize("stop_signal, rasa_servers", [(signal.SIGINT, 1), (signal.SIGTERM, 2)],
+                         ids=["ctrl-c", "sigterm-two-rasa"])
+def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal, rasa_servers):
     models = tmp_path / "models"
     models.mkdir()
     shutil.copyfile(rasa_model, models / rasa_model.name)
-    port, rasa_port = free_port(), free_port()
+    port, rasa_ports = free_port(), [free_port() for _ in range(rasa_servers)]
     out_path = tmp_path / "start.out"
     with open(out_path, "w") as out:
-        script = _run_system(_env(tmp_path, port, rasa_port, POLKU_MODEL_DIR=str(models)), out)
+        script = _run_system(_env(tmp_path, port, *rasa_ports, POLKU_MODEL_DIR=str(models)), out)
     started: set[int] = set()
     try:
         deadline = time.monotonic() + 240
@@ -113,7 +117,7 @@ def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal):
             assert time.monotonic() < deadline, out_path.read_text()
             time.sleep(0.5)
         started = _descendants(script.pid)
-        assert len(started) >= 3, started  # serve-rasa, its Rasa, the chat server
+        assert len(started) >= 2 + rasa_servers, started  # serve-rasa, its Rasa servers, the chat server
         began = time.monotonic()
         os.killpg(script.pid, stop_signal)
         script.wait(timeout=STOP_WITHIN_SECS)
@@ -122,7 +126,7 @@ def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal):
         left = [pid for pid in started if _alive(pid)]
         output = out_path.read_text()
         assert not left, f"still running: {left}\n{output}"
-        assert _port_free(port) and _port_free(rasa_port)
+        assert _port_free(port) and all(_port_free(p) for p in rasa_ports)
         assert "unbound variable" not in output and "Stopping Polku chat" in output, output
     finally:
         for pid in started | _descendants(script.pid) | {script.pid}:
