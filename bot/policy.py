@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from .content import CONTRACT_INTENTS, Content
@@ -38,6 +39,30 @@ from .settings import Settings
 from .types import FALLBACK_INTENT, BotTurn, DialogueState, Handoff, ParseResult, Reply
 
 log = logging.getLogger(__name__)
+
+# A Rasa outage must not write a log line per resident message: the first
+# failure is logged, then at most one line this often, with how many failed.
+NLU_WARNING_EVERY_SECS = 10.0
+
+
+class _OutageLog:
+    def __init__(self, every_secs: float = NLU_WARNING_EVERY_SECS) -> None:
+        self.every_secs = every_secs
+        self._since_logged = 0
+        self._logged_at: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self._since_logged += 1
+        if self._logged_at is None or now - self._logged_at >= self.every_secs:
+            more = f" ({self._since_logged} parses failed since the last line)" if self._logged_at else ""
+            log.warning("NLU unavailable: %s%s", exc, more)
+            self._logged_at, self._since_logged = now, 0
+
+    def answered(self) -> None:
+        if self._logged_at is not None:
+            log.info("NLU answers again (%d more parses had failed)", self._since_logged)
+            self._logged_at, self._since_logged = None, 0
 
 PENDING_OFFER_COUNSELLOR = "offer_counsellor"
 # Finnish and Swedish say these both on arriving and on leaving: what they
@@ -89,6 +114,7 @@ class Bot:
         self.fallback_threshold = fallback_threshold
         self.fallbacks_before_handoff = fallbacks_before_handoff
         self.default_language = default_language
+        self._nlu_outage = _OutageLog()
         examples: dict[str, list[str]] = {}
         for data in content.intents.values():
             for lang, texts in data.examples.items():
@@ -150,10 +176,11 @@ class Bot:
         try:
             result = await self.nlu.parse(clean)
         except NluUnavailable as exc:
-            log.warning("NLU unavailable: %s", exc)
+            self._nlu_outage.failed(exc)
             # Risk words still bring the safety check before "cannot answer right now".
             return ParseResult(clean, FALLBACK_INTENT, 0.0, language, nlu_available=False,
                                safety_category=SAFETY_CHECK if lexicon.risk(clean) is not None else None)
+        self._nlu_outage.answered()
         ranked = [(name, conf) for name, conf in result.ranking if name != FALLBACK_INTENT]
         top_intent, top_conf = ranked[0] if ranked else (result.intent, result.confidence)
         model_intent = ranked[0][0] if ranked else None
