@@ -5,6 +5,7 @@ with its PID instead of a shell error."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -134,3 +135,26 @@ def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal, ra
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_rasa_process_does_not_outlive_a_killed_serve_rasa():
+    """serve-rasa's children are started with a parent-death signal (bot.rasa_server._die_with_parent):
+    here a stand-in child, since only the start matters, and serve-rasa killed with SIGKILL."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "from bot.rasa_server import _die_with_parent\n"
+         "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=_die_with_parent)\n"
+         "print(child.pid, flush=True); time.sleep(60)"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        assert _alive(child)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
