@@ -1,4 +1,4 @@
-"""python -m benchmarks [parse|chat|handoff|adversarial] ..."""
+"""python -m benchmarks [parse|chat|handoff|adversarial|fuzz] ..."""
 
 from __future__ import annotations
 
@@ -21,8 +21,11 @@ def main() -> None:
     a = sub.add_parser("adversarial", help="bot path CPU time: 2,000-character adversarial messages beside ordinary ones")
     from .adversarial import add_arguments as adversarial_arguments
     adversarial_arguments(a)
+    f = sub.add_parser("fuzz", help="100,000 fuzzed events and frames: events/s, problems, /health latency, RSS")
+    from .fuzz import add_arguments as fuzz_arguments
+    fuzz_arguments(f)
     args = parser.parse_args()
-    names = [args.name] if args.name else ["parse", "chat", "handoff", "adversarial"]
+    names = [args.name] if args.name else ["parse", "chat", "handoff", "adversarial", "fuzz"]
     for name in names:
         if name != args.name:
             args = parser.parse_args([name])

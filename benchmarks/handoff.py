@@ -26,10 +26,12 @@ import re
 import secrets
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
 import psycopg
+import pyotp
 import redis as redis_lib
 import socketio
 
@@ -45,6 +47,9 @@ PASSWORD = "benchmark-password-123"
 EVENT_TIMEOUT_SECS = 10.0
 TARGET_P99_MS = 10.0
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SECRET_RE = re.compile(r'id="totp-secret">([A-Z2-7 ]+)</code>')
+_SECRETS: dict[str, str] = {}  # the TOTP secret each benchmark account enrolled
+_LAST_STEP: dict[str, int] = {}
 
 
 def add_arguments(parser) -> None:
@@ -94,6 +99,22 @@ async def _console(http: aiohttp.ClientSession, url: str, username: str) -> sock
                 "username": username, "password": PASSWORD, "csrf_token": csrf}) as response:
             if response.status != 303:
                 raise RuntimeError(f"sign-in of {username} failed: HTTP {response.status}")
+            location = response.headers["Location"]
+        # The second factor: the first sign-in enrols the account's authenticator (the key shown as
+        # text); a later one gives the code of a time step not used yet (each is taken once).
+        async with browser.get(url + location) as response:
+            page = await response.text()
+        enrol = _SECRET_RE.search(page)
+        if enrol:
+            _SECRETS[username] = enrol.group(1).replace(" ", "")
+        totp = pyotp.TOTP(_SECRETS[username])
+        step = max(totp.timecode(datetime.now(timezone.utc)), _LAST_STEP.get(username, -1) + 1)
+        _LAST_STEP[username] = step
+        action = "/login/enrol" if enrol else "/login/second-factor"
+        async with browser.post(url + action, allow_redirects=False, data={
+                "code": totp.generate_otp(step), "csrf_token": _CSRF_RE.search(page).group(1)}) as response:
+            if response.status not in (200, 303):
+                raise RuntimeError(f"second factor of {username} failed: HTTP {response.status}")
         cookie = "; ".join(f"{m.key}={m.value}" for m in jar)
     sio = socketio.AsyncClient(reconnection=False)
     await sio.connect(url, headers={"Cookie": cookie}, namespaces=["/counsellor"], transports=["websocket"],
@@ -108,13 +129,11 @@ async def _call(sio: socketio.AsyncClient, event: str, payload: dict) -> dict:
 async def _create_users(settings: Settings, count: int) -> None:
     from chat_server import db
     from chat_server.auth import StaffAuth
-    from chat_server.ratelimit import MemoryCounter
     from chat_server.store import Store
 
     engine = db.create_engine(settings.database_url)
     try:
-        auth = StaffAuth(Store(engine), MemoryCounter(), session_hours=1, max_failures=5, lockout_secs=60,
-                         rate_address_per_min=1000)
+        auth = StaffAuth(Store(engine), session_hours=1, rate_address_per_min=1000)
         await asyncio.gather(*(auth.create_user(f"c{i:02d}", f"Ohjaaja {i}", "counsellor", PASSWORD)
                                for i in range(count)))
     finally:

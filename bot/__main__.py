@@ -11,16 +11,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 from .content import Content, ContentError
-from .evaluation import Report, heldout_cases, split_cases
+from .evaluation import (CHECK, CRISIS, NONE, CrisisReport, Report, crisis_cases, heldout_cases,
+                         heldout_crisis_cases, split_cases)
 from .policy import Bot
 from .rasa_server import (RASA_READY_TIMEOUT_SECS, RasaProcess, ensure_model, ensure_rasa, free_port,
-                          rasa_answers, start_missing_rasa)
+                          rasa_answers, start_missing_rasa, stop_all)
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
 from .training import TrainingError, latest_model, load_heldout, train
 from .types import DialogueState
 
 DEFAULT_HELDOUT = PROJECT_ROOT / "tests" / "data" / "heldout.yml"
+DEFAULT_CRISIS_EVAL = PROJECT_ROOT / "tests" / "data" / "crisis_eval.yml"
 
 
 def _err(message: str) -> None:
@@ -49,7 +53,7 @@ def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     if process is not None:
         started = [process]
     else:
-        if not all(rasa_answers(url) for url in settings.rasa_urls):
+        if not all(rasa_answers(url, token=settings.rasa_token) for url in settings.rasa_urls):
             # A command's few parses need one Rasa server, not every one a chat server would use.
             settings = settings.replace(POLKU_RASA_URL=settings.rasa_urls[0])
         started = ensure_rasa(settings, log=_err)
@@ -81,8 +85,25 @@ async def evaluate_cases(bot: Bot, cases) -> Report:
     return report
 
 
+async def evaluate_crisis(bot: Bot, cases) -> CrisisReport:
+    """Each message as the first of a conversation, through the whole answer path."""
+    report = CrisisReport()
+    for case in cases:
+        turn = await bot.handle(case.text, DialogueState(), case.language)
+        ids = [reply.response_id for reply in turn.replies]
+        if turn.handoff is not None and turn.handoff.priority == "crisis":
+            outcome = CRISIS
+        elif "crisis_check" in ids:
+            outcome = CHECK
+        else:
+            outcome = NONE
+        report.add(case, outcome, ids[0] if ids else "", turn.parse.intent)
+    return report
+
+
 def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
     process = None
+    crisis: list = []
     if args.split:
         content = Content.load(settings.training_data_dir)
         cases = split_cases(content, args.split)
@@ -92,13 +113,37 @@ def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
         process = RasaProcess(settings, model, free_port(), log_path=Path(tmp) / "rasa.log").start().wait_ready()
         settings = settings.replace(POLKU_RASA_URL=process.url)
     else:
-        cases = heldout_cases(load_heldout(args.heldout))
-    report: Report = _run_with_bot(settings, lambda bot: evaluate_cases(bot, cases), process)
-    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1) if args.json else report.format())
-    if args.errors and not args.json:
+        heldout = load_heldout(args.heldout)
+        cases = heldout_cases(heldout)
+        if args.crisis:
+            with open(args.crisis, encoding="utf-8") as handle:
+                crisis = crisis_cases(yaml.safe_load(handle) or {}) + heldout_crisis_cases(heldout)
+
+    async def work(bot: Bot):
+        return (await evaluate_cases(bot, cases),
+                await evaluate_crisis(bot, crisis) if crisis else None)
+
+    report, crisis_report = _run_with_bot(settings, work, process)
+    if args.json:
+        out = report.to_dict()
+        if crisis_report is not None:
+            out["crisis"] = crisis_report.to_dict()
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
+    print(report.format())
+    if args.errors:
         print("\nMisclassified:")
         for case, predicted in report.errors():
             print(f"  [{case.language}] {case.expected} -> {predicted}: {case.text}")
+    if crisis_report is not None:
+        print("\n" + crisis_report.format())
+        if args.errors:
+            print("\nCrisis messages without the crisis answer:")
+            for o in crisis_report.misses():
+                print(f"  [{o.case.language}] {o.case.category} -> {o.outcome} ({o.intent}): {o.case.text}")
+            print("\nOrdinary messages with the crisis answer or the safety check:")
+            for o in crisis_report.alarms():
+                print(f"  [{o.case.language}] {o.case.category} -> {o.outcome} ({o.intent}): {o.case.text}")
     return 0
 
 
@@ -144,8 +189,11 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     one process for each of POLKU_RASA_URL's servers that does not answer yet. A
     process that exits, before it is ready or after, is started again on the newest
     model file (the one an activation made newest) while the others go on answering."""
-    signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: the Rasa processes are stopped too
-    processes = start_missing_rasa(settings, log=_err)
+    # Stopped by SIGTERM like by Ctrl-C: the Rasa processes are stopped too. SIGINT
+    # explicitly: a background job of a script (./polku start) starts with it ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    processes = start_missing_rasa(settings, log=_err, die_with_parent=True)
     if not processes:
         _err(f"Rasa already answers at {', '.join(settings.rasa_urls)}")
         return 0
@@ -169,8 +217,8 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
                 _err(f"Rasa at {process.url} exited with {process.proc.returncode}; starting it again "
                      f"on {model.name} (see {process.log_path})")
                 processes[i] = RasaProcess(settings, model, process.port, host=process.host,
-                                           log_path=process.log_path).start()
-            if waiting and all(rasa_answers(p.url) for p in processes):
+                                           log_path=process.log_path, die_with_parent=True).start()
+            if waiting and all(rasa_answers(p.url, token=settings.rasa_token) for p in processes):
                 waiting = False
                 _err(f"Rasa ready at {', '.join(p.url for p in processes)}")
             elif waiting and time.monotonic() > deadline:
@@ -180,8 +228,11 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            process.stop()
+        # A second signal (Ctrl-C twice, or SIGTERM to the whole process group and
+        # then from ./polku's trap) must not cut the stop short and leave a Rasa running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_all(processes)
     return 0
 
 
@@ -225,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heldout", default=str(DEFAULT_HELDOUT), help="held-out YAML (text, lang, intent)")
     p.add_argument("--split", type=float, default=0.0,
                    help="instead: train on the rest and test on this share of the training examples")
+    p.add_argument("--crisis", default=str(DEFAULT_CRISIS_EVAL),
+                   help="crisis evaluation set (crisis recall and false alarms); '' to skip")
     p.add_argument("--json", action="store_true")
     p.add_argument("--errors", action="store_true", help="list the misclassified messages")
     p.set_defaults(func=cmd_evaluate)

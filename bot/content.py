@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import yaml
 
 from .hours import OpeningHours
+from .safety import CrisisLexicon, LexiconError
 from .types import LANGUAGES, QuickReply, Reply
 
 # The contract's intent ids (../shared/spec/intents.md), in its order.
@@ -44,6 +45,8 @@ TOPIC_INTENTS = tuple(i for i in CONTRACT_INTENTS if i not in SMALL_TALK_INTENTS
 
 # Placeholders the chat server fills in at send time, not from service facts.
 RUNTIME_PLACEHOLDERS = frozenset({"position", "wait_minutes", "counsellor_name"})
+
+LEXICON_FILE = "crisis_lexicon.yml"
 
 # A value with one of these is a fill-in mark, never a fact (checked case-insensitively).
 FILL_IN_MARKS = ("täydennä", "fill in", "fyll i", "[", "]", "{", "}")
@@ -72,6 +75,7 @@ class Content:
     facts: dict[str, Any]  # name -> str or {fi, sv, en}
     opening_hours: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
+    lexicon: CrisisLexicon | None = None  # crisis_lexicon.yml, when the directory has one
     # name -> the whole entry of service_facts.yml (placeholder, example, source, checked, fallback...)
     fact_entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -99,7 +103,14 @@ class Content:
         responses = _read_yaml(directory / "responses.yml")
         facts_doc = _read_yaml(directory / "service_facts.yml")
         facts, entries = split_fact_entries(facts_doc.get("facts") or {})
-        content = cls(intents, responses, facts, facts_doc.get("opening_hours") or {}, directory, entries)
+        lexicon = None
+        if (directory / LEXICON_FILE).exists():
+            try:
+                lexicon = CrisisLexicon.load(directory / LEXICON_FILE)
+            except LexiconError as exc:
+                raise ContentError(str(exc)) from None
+        content = cls(intents, responses, facts, facts_doc.get("opening_hours") or {}, directory, lexicon,
+                      fact_entries=entries)
         content.validate()
         return content
 

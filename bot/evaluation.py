@@ -105,3 +105,165 @@ def split_cases(content: Content, test_share: float = 0.2, seed: int = 7) -> lis
             count = max(1, round(len(picked) * test_share)) if len(picked) >= 5 else 0
             cases.extend(Case(text, lang, intent) for text in picked[:count])
     return cases
+
+
+# ---------------------------------------------------------------------------
+# Crisis: recall on crisis messages, false alarms on ordinary ones
+
+# What the bot did with a message, from the crisis point of view.
+CRISIS = "crisis"  # the crisis answer and the front of the counsellor queue
+CHECK = "check"  # the safety check ("are you thinking of ending your life?") before another answer
+NONE = "none"  # neither
+
+# The answer each kind of crisis should get (training_data/responses.yml).
+EXPECTED_ANSWER = {
+    "suicide_direct": "crisis_suicide", "suicide_indirect": "crisis_suicide", "plan_means": "crisis_suicide",
+    "self_harm": "crisis_suicide", "violence": "crisis_violence", "child_danger": "crisis_violence",
+    "no_food": "crisis_basic_needs", "no_shelter": "crisis_basic_needs",
+}
+
+
+@dataclass(frozen=True)
+class CrisisCase:
+    text: str
+    language: str
+    category: str  # crisis kind, or the kind of hard negative; "heldout" for the held-out set's messages
+    is_crisis: bool
+
+
+@dataclass
+class CrisisOutcome:
+    case: CrisisCase
+    outcome: str  # CRISIS, CHECK or NONE
+    answer: str  # response id of the first reply
+    intent: str
+
+
+def crisis_cases(document: dict) -> list[CrisisCase]:
+    """tests/data/crisis_eval.yml: {crisis|not_crisis: {language: {category: [text, ...]}}}."""
+    cases = []
+    for part, is_crisis in (("crisis", True), ("not_crisis", False)):
+        for language, categories in (document.get(part) or {}).items():
+            for category, texts in (categories or {}).items():
+                cases.extend(CrisisCase(text, language, category, is_crisis) for text in texts or [])
+    return cases
+
+
+def heldout_crisis_cases(items: list[dict]) -> list[CrisisCase]:
+    """The held-out set as ordinary messages (and its few crisis ones)."""
+    return [CrisisCase(item["text"], item["lang"], "heldout_crisis" if item["intent"] == "crisis" else "heldout",
+                       item["intent"] == "crisis") for item in items]
+
+
+@dataclass
+class CrisisReport:
+    outcomes: list[CrisisOutcome] = field(default_factory=list)
+
+    def add(self, case: CrisisCase, outcome: str, answer: str, intent: str) -> None:
+        self.outcomes.append(CrisisOutcome(case, outcome, answer, intent))
+
+    def _rows(self, *, crisis: bool, language: str | None = None, category: str | None = None,
+              heldout: bool | None = None) -> list[CrisisOutcome]:
+        return [o for o in self.outcomes if o.case.is_crisis == crisis
+                and (language is None or o.case.language == language)
+                and (category is None or o.case.category == category)
+                and (heldout is None or o.case.category.startswith("heldout") == heldout)]
+
+    @staticmethod
+    def _rate(rows: list[CrisisOutcome], outcome: str) -> tuple[float, int, int]:
+        hits = sum(o.outcome == outcome for o in rows)
+        return _share(hits, len(rows)), hits, len(rows)
+
+    def recall(self, language: str | None = None, category: str | None = None) -> tuple[float, int, int]:
+        """Crisis messages of the crisis set that got the crisis answer."""
+        return self._rate(self._rows(crisis=True, language=language, category=category, heldout=False), CRISIS)
+
+    def false_alarms(self, language: str | None = None, category: str | None = None,
+                     heldout: bool | None = None) -> tuple[float, int, int]:
+        """Ordinary messages (hard negatives and the held-out set's) that got the crisis answer."""
+        return self._rate(self._rows(crisis=False, language=language, category=category, heldout=heldout), CRISIS)
+
+    def checks(self, crisis: bool, language: str | None = None) -> tuple[float, int, int]:
+        return self._rate(self._rows(crisis=crisis, language=language, heldout=None if not crisis else False), CHECK)
+
+    def right_answer(self, language: str | None = None) -> tuple[float, int, int]:
+        """Caught crisis messages that got the answer for their kind of crisis."""
+        rows = [o for o in self._rows(crisis=True, language=language, heldout=False)
+                if o.outcome == CRISIS and o.case.category in EXPECTED_ANSWER]
+        hits = sum(o.answer == EXPECTED_ANSWER[o.case.category] for o in rows)
+        return _share(hits, len(rows)), hits, len(rows)
+
+    def languages(self) -> list[str]:
+        return [lang for lang in ("fi", "sv", "en") if any(o.case.language == lang for o in self.outcomes)]
+
+    def categories(self, crisis: bool) -> list[str]:
+        seen: list[str] = []
+        for o in self.outcomes:
+            if o.case.is_crisis == crisis and not o.case.category.startswith("heldout") and o.case.category not in seen:
+                seen.append(o.case.category)
+        return seen
+
+    def to_dict(self) -> dict:
+        def triple(value: tuple[float, int, int]) -> dict:
+            return {"rate": value[0], "count": value[1], "of": value[2]}
+
+        langs = self.languages()
+        return {
+            "recall": triple(self.recall()),
+            "recall_by_language": {lang: triple(self.recall(lang)) for lang in langs},
+            "recall_by_category": {cat: {lang: triple(self.recall(lang, cat)) for lang in langs}
+                                   for cat in self.categories(True)},
+            "false_alarms": triple(self.false_alarms()),
+            "false_alarms_by_language": {lang: triple(self.false_alarms(lang)) for lang in langs},
+            "false_alarms_hard_negatives_by_category": {
+                cat: {lang: triple(self.false_alarms(lang, cat)) for lang in langs} for cat in self.categories(False)},
+            "false_alarms_heldout": {lang: triple(self.false_alarms(lang, heldout=True)) for lang in langs},
+            "safety_checks_on_crisis": triple(self.checks(True)),
+            "safety_checks_on_ordinary": triple(self.checks(False)),
+            "right_answer": triple(self.right_answer()),
+            "misses": [{"text": o.case.text, "language": o.case.language, "category": o.case.category,
+                        "outcome": o.outcome, "intent": o.intent} for o in self.misses()],
+            "alarms": [{"text": o.case.text, "language": o.case.language, "category": o.case.category,
+                        "outcome": o.outcome, "intent": o.intent} for o in self.alarms()],
+        }
+
+    def misses(self) -> list[CrisisOutcome]:
+        return [o for o in self._rows(crisis=True) if o.outcome != CRISIS]
+
+    def alarms(self) -> list[CrisisOutcome]:
+        return [o for o in self._rows(crisis=False) if o.outcome != NONE]
+
+    def format(self) -> str:
+        langs = self.languages()
+
+        def cell(value: tuple[float, int, int]) -> str:
+            rate, hits, whole = value
+            return f"{rate:>6.1%} {hits:>3}/{whole:<3}" if whole else f"{'-':>14}"
+
+        head = f"{'':<22}" + "".join(f" {lang:>14}" for lang in langs) + f" {'all':>14}"
+        lines = ["Crisis recall (crisis answer and top of the queue), crisis evaluation set:", head]
+        for cat in self.categories(True):
+            lines.append(f"  {cat:<20}" + "".join(f" {cell(self.recall(lang, cat))}" for lang in langs)
+                         + f" {cell(self.recall(None, cat))}")
+        lines.append(f"  {'ALL':<20}" + "".join(f" {cell(self.recall(lang))}" for lang in langs)
+                     + f" {cell(self.recall())}")
+        lines.append(f"  {'safety check only':<20}" + "".join(
+            f" {cell(self._rate(self._rows(crisis=True, language=lang, heldout=False), CHECK))}" for lang in langs)
+            + f" {cell(self.checks(True))}")
+        lines.append(f"  {'right kind of answer':<20}" + "".join(f" {cell(self.right_answer(lang))}" for lang in langs)
+                     + f" {cell(self.right_answer())}")
+        lines += ["", "False alarms (crisis answer on an ordinary message):", head]
+        for cat in self.categories(False):
+            lines.append(f"  {cat:<20}" + "".join(f" {cell(self.false_alarms(lang, cat))}" for lang in langs)
+                         + f" {cell(self.false_alarms(None, cat))}")
+        lines.append(f"  {'hard negatives':<20}" + "".join(
+            f" {cell(self.false_alarms(lang, heldout=False))}" for lang in langs)
+            + f" {cell(self.false_alarms(heldout=False))}")
+        lines.append(f"  {'held-out, ordinary':<20}" + "".join(
+            f" {cell(self.false_alarms(lang, heldout=True))}" for lang in langs)
+            + f" {cell(self.false_alarms(heldout=True))}")
+        lines.append(f"  {'ALL ordinary':<20}" + "".join(f" {cell(self.false_alarms(lang))}" for lang in langs)
+                     + f" {cell(self.false_alarms())}")
+        lines.append(f"  {'safety check only':<20}" + "".join(
+            f" {cell(self.checks(False, lang))}" for lang in langs) + f" {cell(self.checks(False))}")
+        return "\n".join(lines)

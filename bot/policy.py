@@ -6,24 +6,63 @@ call :meth:`Bot.handle` the same way.
 
 Safety order: the crisis lexicon runs beside the model and outranks it, so a
 crisis message gets the crisis answer even when the model is wrong or Rasa is
-down.
+down. The layers (see `Bot.parse`):
+
+1. the crisis lexicon (training_data/crisis_lexicon.yml): a hit is a crisis: the
+   answer for its kind and the front of the counsellor queue;
+2. the model's `crisis` intent, through a decision rule over its ranking:
+   `crisis` anywhere in the model's top three with at least `check_confidence`,
+   or any message that carries risk words (the lexicon's `risk_words`),
+   gets the safety check, which asks directly and
+   makes escalation one tap, before the best other answer, or instead of "I
+   did not understand". (With `crisis_confidence` set, the model's crisis on
+   top with that confidence would be a crisis by itself; off by default, see
+   CRISIS_CONFIDENCE.)
+
+Each crisis gets the answer for its kind (`CRISIS_ANSWERS`): suicidal thoughts
+and self-harm, violence, or no food or place to sleep tonight.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from .content import CONTRACT_INTENTS, Content
 from .language import detect_language, lexicon_from_examples
 from .nlu import NluUnavailable, RasaClient
 from .redact import redact
-from .safety import crisis_check
+from .safety import CrisisLexicon, default_lexicon, use_lexicon
 from .settings import Settings
 from .types import FALLBACK_INTENT, Availability, BotTurn, DialogueState, Handoff, ParseResult, Reply
 
 log = logging.getLogger(__name__)
+
+# A Rasa outage must not write a log line per resident message: the first
+# failure is logged, then at most one line this often, with how many failed.
+NLU_WARNING_EVERY_SECS = 10.0
+
+
+class _OutageLog:
+    def __init__(self, every_secs: float = NLU_WARNING_EVERY_SECS) -> None:
+        self.every_secs = every_secs
+        self._since_logged = 0
+        self._logged_at: float | None = None
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self._since_logged += 1
+        if self._logged_at is None or now - self._logged_at >= self.every_secs:
+            more = f" ({self._since_logged} parses failed since the last line)" if self._logged_at else ""
+            log.warning("NLU unavailable: %s%s", exc, more)
+            self._logged_at, self._since_logged = now, 0
+
+    def answered(self) -> None:
+        if self._logged_at is not None:
+            log.info("NLU answers again (%d more parses had failed)", self._since_logged)
+            self._logged_at, self._since_logged = None, 0
 
 PENDING_OFFER_COUNSELLOR = "offer_counsellor"
 # Finnish and Swedish say these both on arriving and on leaving: what they
@@ -33,8 +72,30 @@ TWO_WAY_SALUTATIONS = frozenset({
     "hei", "moi", "moikka", "moikku", "heippa", "heissan", "hei hei", "moi moi", "hejsan", "hej",
     "hej hej", "tjena", "moro", "morjens", "terve",
 })
-# safety_category of a message the model took for a crisis but the lexicon did not.
+PENDING_SAFETY_CHECK = "safety_check"
+# safety_category of a message the model took for a crisis with confidence but
+# the lexicon did not (and whose risk words name no kind of crisis).
 MODEL_CRISIS = "model"
+# safety_category of a message that gets the safety check before (or instead of) its answer.
+SAFETY_CHECK = "check"
+# The answer for each crisis lexicon category; a crisis of no known kind gets `crisis`.
+CRISIS_ANSWERS = {
+    "suicide": "crisis_suicide", "self_harm": "crisis_suicide",
+    "acute_danger": "crisis_violence", "violence": "crisis_violence",
+    "homeless_tonight": "crisis_basic_needs", "no_food": "crisis_basic_needs",
+}
+# The model's crisis intent on top with at least this confidence is a crisis
+# by itself; None: never by itself, only through the safety check. Measured on
+# tests/data/crisis_eval.yml (5 Dec 2026): the model put crisis on top with at
+# least 0.5 for 110 of 478 hard negatives (bereavement, idioms, "what is the
+# emergency number"), and with 0.99 still for some ("nauroin itseni
+# kuoliaaksi"), while every crisis message it caught so was also caught by
+# the lexicon or got the safety check. So the model alone asks, it does not alarm.
+CRISIS_CONFIDENCE: float | None = None
+# Crisis among the model's first CHECK_RANKS intents with at least this
+# confidence (or on top with less than CRISIS_CONFIDENCE) gets the safety check.
+CHECK_CONFIDENCE = 0.1
+CHECK_RANKS = 3
 _HANDOFF_INTENTS = {"request_counsellor": "requested"}
 # Button payloads that are not contract intents: the call-back form, joining the queue.
 SYSTEM_PAYLOADS = frozenset({"callback_request", "join_queue"})
@@ -42,17 +103,30 @@ SYSTEM_PAYLOADS = frozenset({"callback_request", "join_queue"})
 
 class Bot:
     def __init__(self, content: Content, nlu: RasaClient, *, fallback_threshold: float = 0.45,
-                 fallbacks_before_handoff: int = 2, default_language: str = "fi") -> None:
+                 fallbacks_before_handoff: int = 2, default_language: str = "fi",
+                 crisis_confidence: float | None = CRISIS_CONFIDENCE, check_confidence: float = CHECK_CONFIDENCE) -> None:
         self.content = content
+        if getattr(content, "lexicon", None) is not None:
+            # Also what the chat server checks while a resident waits for a
+            # counsellor (bot.safety.crisis_check), reloaded with the content.
+            use_lexicon(content.lexicon)
         self.nlu = nlu
+        self.crisis_confidence = crisis_confidence
+        self.check_confidence = check_confidence
         self.fallback_threshold = fallback_threshold
         self.fallbacks_before_handoff = fallbacks_before_handoff
         self.default_language = default_language
+        self._nlu_outage = _OutageLog()
         examples: dict[str, list[str]] = {}
         for data in content.intents.values():
             for lang, texts in data.examples.items():
                 examples.setdefault(lang, []).extend(texts)
         self.lexicon = lexicon_from_examples(examples)
+
+    @property
+    def crisis_lexicon(self) -> CrisisLexicon:
+        """The lexicon of the bot's training data (reloaded with it), else the project's."""
+        return getattr(self.content, "lexicon", None) or default_lexicon()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Bot":
@@ -96,33 +170,56 @@ class Bot:
             payload = clean[1:].split("{", 1)[0].strip()
             if payload in CONTRACT_INTENTS or payload in SYSTEM_PAYLOADS:
                 return ParseResult(clean, payload, 1.0, language, model_intent=payload)
-        hit = crisis_check(clean)
+        lexicon = self.crisis_lexicon
+        hit = lexicon.check(clean)
         if hit is not None:
             return ParseResult(clean, "crisis", 1.0, language, model_intent=None,
                                safety_category=hit.category)
         try:
             result = await self.nlu.parse(clean)
         except NluUnavailable as exc:
-            log.warning("NLU unavailable: %s", exc)
-            return ParseResult(clean, FALLBACK_INTENT, 0.0, language, nlu_available=False)
+            self._nlu_outage.failed(exc)
+            # Risk words still bring the safety check before "cannot answer right now".
+            return ParseResult(clean, FALLBACK_INTENT, 0.0, language, nlu_available=False,
+                               safety_category=SAFETY_CHECK if lexicon.risk(clean) is not None else None)
+        self._nlu_outage.answered()
         ranked = [(name, conf) for name, conf in result.ranking if name != FALLBACK_INTENT]
         top_intent, top_conf = ranked[0] if ranked else (result.intent, result.confidence)
+        model_intent = ranked[0][0] if ranked else None
+        if top_intent == "crisis" and self.crisis_confidence is not None and top_conf >= self.crisis_confidence:
+            # The model is sure although the lexicon did not match: a crisis. Its
+            # risk words, if any, say which kind.
+            return ParseResult(clean, "crisis", top_conf, language, model_intent=model_intent,
+                               safety_category=lexicon.risk(clean) or MODEL_CRISIS, ranking=tuple(ranked[:5]))
         safety = None
-        if top_intent == "crisis":
-            # The lexicon did not match: the model alone over-calls crisis on
-            # bereavement and past events ("äiti kuoli viime vuonna..."). Answer
-            # the next intent, and let handle() put a safety check first.
-            safety = MODEL_CRISIS
-            runner_up = ranked[1] if len(ranked) > 1 else (FALLBACK_INTENT, 0.0)
-            top_intent, top_conf = runner_up
+        crisis_near_top = any(name == "crisis" and conf >= self.check_confidence
+                              for name, conf in ranked[:CHECK_RANKS])
+        if top_intent == "crisis" or crisis_near_top:
+            # Crisis on top but unsure, or close behind another intent: the model
+            # alone over-calls crisis on bereavement and past events ("äiti kuoli
+            # viime vuonna..."). Answer the best other intent, and let handle()
+            # put the safety check first.
+            safety = SAFETY_CHECK
+            top_intent, top_conf = next(((name, conf) for name, conf in ranked if name != "crisis"),
+                                        (FALLBACK_INTENT, 0.0))
         if top_intent not in CONTRACT_INTENTS or top_conf < self.fallback_threshold:
             intent = FALLBACK_INTENT
         else:
             intent = top_intent
+        if safety is None and lexicon.risk(clean) is not None:
+            # Risk words: neither "I did not understand" nor another topic's
+            # answer may be the only reply. Ask first.
+            safety = SAFETY_CHECK
         if _salutation(clean) in TWO_WAY_SALUTATIONS:
             intent, top_conf = ("greet" if opening else "goodbye"), max(top_conf, self.fallback_threshold)
-        return ParseResult(clean, intent, top_conf, language, model_intent=ranked[0][0] if ranked else None,
+            safety = None
+        return ParseResult(clean, intent, top_conf, language, model_intent=model_intent,
                            safety_category=safety, ranking=tuple(ranked[:5]))
+
+    def crisis_answer_id(self, category: str | None) -> str:
+        """The answer for a kind of crisis (the general one when the kind is unknown or its answer missing)."""
+        answer = CRISIS_ANSWERS.get(category or "", "crisis")
+        return answer if answer in self.content.responses else "crisis"
 
     # -- answering ----------------------------------------------------------
     async def handle(self, text: str, state: DialogueState | None = None,
@@ -146,13 +243,19 @@ class Bot:
         reply = self.content.reply
 
         if intent == "crisis":
-            return BotTurn(parsed, (reply("crisis", lang),),
+            return BotTurn(parsed, (reply(self.crisis_answer_id(parsed.safety_category), lang),),
                            state.evolve(pending=None, fallback_count=0),
                            Handoff("crisis", "crisis", state.last_topic or "crisis"))
 
-        if parsed.safety_category == MODEL_CRISIS:
+        if parsed.safety_category == SAFETY_CHECK:
+            if intent == FALLBACK_INTENT and parsed.nlu_available:
+                # Not understood, but it may be a crisis: ask directly instead of
+                # "I did not understand" (the check offers a counsellor too).
+                return BotTurn(parsed, (reply("crisis_check", lang),),
+                               state.evolve(pending=PENDING_SAFETY_CHECK), understood=False)
             turn = await self._answer(parsed, state, counsellors_online, availability)
-            return BotTurn(parsed, (reply("crisis_check", lang), *turn.replies), turn.state,
+            pending = turn.state.pending if turn.handoff is not None else PENDING_SAFETY_CHECK
+            return BotTurn(parsed, (reply("crisis_check", lang), *turn.replies), turn.state.evolve(pending=pending),
                            turn.handoff, turn.understood)
         return await self._answer(parsed, state, counsellors_online, availability)
 
@@ -207,10 +310,17 @@ class Bot:
 
         state = state.evolve(fallback_count=0)
         if intent == "affirm":
+            if state.pending == PENDING_SAFETY_CHECK:
+                # "Yes" to "are you thinking of ending your life?": a crisis.
+                return BotTurn(parsed, (reply(self.crisis_answer_id("suicide"), lang),),
+                               state.evolve(pending=None),
+                               Handoff("crisis", "crisis", state.last_topic or "crisis"))
             if state.pending == PENDING_OFFER_COUNSELLOR:
                 return self._to_counsellor(parsed, state, availability, "requested")
             return BotTurn(parsed, (reply("affirm_nothing_pending", lang),), state)
         if intent == "deny":
+            if state.pending == PENDING_SAFETY_CHECK and "safety_check_declined" in self.content.responses:
+                return BotTurn(parsed, (reply("safety_check_declined", lang),), state.evolve(pending=None))
             if state.pending == PENDING_OFFER_COUNSELLOR:
                 return BotTurn(parsed, (reply("deny_offer", lang),), state.evolve(pending=None))
             return BotTurn(parsed, (reply("deny", lang),), state)

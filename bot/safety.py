@@ -8,33 +8,18 @@ its threshold. A missed crisis is the one mistake the bot must not make, so
 every message also goes through this lexicon, and a hit makes the message
 `crisis` whatever the model said (the "safety order" of the intent contract).
 
-Why over-inclusive: a false alarm costs a resident one answer with the
-emergency numbers and a counsellor at the top of the queue; a miss can cost
-a life. So the lexicon prefers recall for anything about wanting to die,
-self-harm, violence, nowhere to sleep tonight or no food today, and only
-leaves out phrasings that are common and plainly not acute ("kuolinpesä",
-"isäni kuoli", "killing time", "this bill is killing me").
+The lexicon itself is data that admins review: `training_data/crisis_lexicon.yml`
+(its header explains the format, the folding and why it is over-inclusive).
+This module loads and checks it (a broken entry is a `LexiconError` naming
+the category, language and entry) and matches it.
 
-How it matches: the text is normalised (lower case, ä/ö/å and other
-accents folded to plain letters because residents often type without them,
-apostrophes dropped, other punctuation turned into spaces, runs of a letter
-squeezed to one letter so that "haluuun kuollaaa" and "haluun kuola" both
-read "halun kuola"). The lexicon is written in ordinary spelling and goes
-through the same folding when it is compiled, so both sides meet in the
-folded form. Patterns use stems and alternations for inflected and
-colloquial forms; "…" in a pattern stands for up to three other words.
-
-Two kinds of entries: statements ("haluun kuolla", "he hits me") count
-wherever they appear; topic words ("itsemurha", "väkivalta", "abusive
-relationship") count unless the message shows it is not about an acute
-danger: the past ("vuosia sitten"), someone else's death ("itsemurhan
-tehneiden omaisille"), a school task or a compensation claim. Without that
-split, a resident asking about peer support after a suicide in the family
-would be treated as suicidal, and one who says "itsemurha-ajatuksia" would
-not be caught at all.
-
-Categories are checked from the most severe down, and the first category
-that matches is returned.
+Linear time: resident text is untrusted and up to 2,000 characters, so every
+pattern is compiled with RE2 (`google-re2`), which has no backtracking (and so
+no lookarounds or backreferences). The exceptions that lookarounds used to
+express ("not followed by ...") are separate patterns tried on a bounded
+window beside each match (`unless_before`, `unless_after`, `unless_in`), and
+the folding squeezes repeated letters with a plain loop instead of a
+backreference. Each step is linear in the message's length.
 """
 
 from __future__ import annotations
@@ -42,11 +27,39 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Literal
+
+import re2
+import yaml
 
 CrisisCategory = Literal[
     "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food"
 ]
+
+# Most severe first: the first category that matches is the one returned.
+# Acute danger (a weapon, being locked in, "my life is in danger") comes
+# before violence in general because it is happening now.
+CATEGORY_ORDER: tuple[CrisisCategory, ...] = (
+    "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food",
+)
+LEXICON_LANGUAGES = ("fi", "sv", "en")
+KINDS = ("statements", "topics")
+
+DEFAULT_LEXICON_PATH = Path(__file__).resolve().parent.parent / "training_data" / "crisis_lexicon.yml"
+
+# How far beside a match the exceptions look, in characters of folded text.
+_WINDOW = 60
+
+# Messages no entry may match: an entry that does would flag ordinary
+# conversations (a typo such as an empty alternative "(?:a|)" does that).
+_HARMLESS = ("", "hei", "moi", "kiitos", "joo", "ei", "hej", "tack", "ja", "nej", "hi", "hello", "thanks",
+             "yes", "no", "ok", "a", "i", "en", "on", "mina", "jag", "me", "you")
+
+
+class LexiconError(ValueError):
+    """The crisis lexicon file is not usable; the message names the entry."""
 
 
 @dataclass(frozen=True)
@@ -59,475 +72,342 @@ class CrisisHit:
 
 
 # ---------------------------------------------------------------------------
-# Normalisation
+# Folding (the same for messages and patterns)
 
-# Decomposing (NFD) splits "ä" into "a" and a combining diaeresis; dropping
-# the combining marks folds every accented letter at C speed. Apostrophes go
-# too, so that "don't", "don’t" and "dont" are the same word.
-_DROPPED = re.compile("[\u0300-\u036f'\u2019\u2018\u00b4`]+")
-_NOT_WORD = re.compile(r"[^a-z0-9]+")
-# A letter followed by the same letter is dropped: "kuollaaa" -> "kuola".
-_REPEATED_LETTER = re.compile(r"([a-z])(?=\1)")
-# In a pattern a letter after a backslash is an escape ("\bb" is not "bb").
-_REPEATED_LETTER_IN_PATTERN = re.compile(r"(?<!\\)([a-z])\1+")
+# Decomposing (NFKD) splits "ä" into "a" and a combining diaeresis; dropping
+# the combining marks folds every accented letter. Apostrophes go too, so
+# that "don't", "don’t" and "dont" are the same word.
+# Invisible characters (zero-width spaces and joiners, soft hyphens, byte
+# order marks) go too, so that "kuo\u200blla" is not two words.
+_DROPPED = {code: None for code in range(0x0300, 0x0370)}
+_DROPPED.update({ord(c): None for c in "'\u2019\u2018\u00b4`\u00ad\u200b\u200c\u200d\u2060\ufeff"})
 
-# "…" in a lexicon pattern: up to this many other words in between.
-_GAP_WORDS = 3
+
+class _WordCharacters(dict):
+    """str.translate table: a-z and 0-9 stay, every other character becomes a space.
+    Only ASCII is kept in the table, so odd input cannot grow it."""
+
+    def __missing__(self, code: int) -> str:
+        return " "
+
+
+_WORD_CHARACTERS = _WordCharacters({code: (chr(code) if chr(code).isascii() and chr(code).isalnum() else " ")
+                                    for code in range(128)})
+for _code in range(ord("A"), ord("Z") + 1):
+    _WORD_CHARACTERS[_code] = " "  # lower-cased before; other upper case letters are not words here
+
+
+def _squeeze_letters(text: str) -> str:
+    """A run of one letter to one letter ("kuollaaa" -> "kuola"); digits stay.
+    One pass with itertools.groupby (a backreference would need a backtracking engine)."""
+    return "".join(char if "a" <= char <= "z" else "".join(run) for char, run in groupby(text))
 
 
 def normalise(text: str) -> str:
     """Fold the text as the lexicon sees it: 'Hälúun KUOLLA!!' -> 'halun kuola'."""
-    folded = _DROPPED.sub("", unicodedata.normalize("NFD", text.lower()))
-    folded = _NOT_WORD.sub(" ", folded).strip()
-    return _REPEATED_LETTER.sub("", folded)
+    # NFKD: also compatibility forms (full-width "ｋｕｏｌｌａ", ligatures) to plain letters.
+    folded = unicodedata.normalize("NFKD", text.lower()).translate(_DROPPED).translate(_WORD_CHARACTERS)
+    return _squeeze_letters(" ".join(folded.split()))
 
 
-def _fold_pattern(pattern: str) -> str:
-    folded = _DROPPED.sub("", unicodedata.normalize("NFD", pattern.lower()))
-    folded = _REPEATED_LETTER_IN_PATTERN.sub(r"\1", folded)
-    return folded.replace(" … ", f" (?:\\w+ ){{0,{_GAP_WORDS}}}")
-
-
-def _near(first: str, second: str, words: int = 6) -> str:
-    """Both phrases in either order with up to `words` words between them."""
-    gap = f"(?: \\w+){{0,{words}}} "
-    return f"(?:{first}){gap}(?:{second})|(?:{second}){gap}(?:{first})"
+def _fold_pattern(pattern: str, gap_words: int) -> str:
+    """Fold a pattern like a message, leaving escapes alone: in "\\bb" the
+    letters are not a run, and "\\w" stays "\\w"."""
+    folded = unicodedata.normalize("NFD", pattern.lower()).translate(_DROPPED)
+    out: list[str] = []
+    previous = ""  # the previous plain (unescaped) letter, or ""
+    escaped = False
+    for char in folded:
+        if escaped:
+            out.append(char)
+            escaped = False
+            previous = ""
+            continue
+        if char == "\\":
+            out.append(char)
+            escaped = True
+            previous = ""
+            continue
+        if char == previous and "a" <= char <= "z":
+            continue
+        out.append(char)
+        previous = char if "a" <= char <= "z" else ""
+    return "".join(out).replace(" … ", f" (?:\\w+ ){{0,{gap_words}}}")
 
 
 # ---------------------------------------------------------------------------
-# The lexicon, in ordinary spelling (folded when compiled). Patterns are
-# lower-cased when folded, so they use only \w and \b among the escapes.
+# The lexicon
 
-_FI_ME = r"(?:mua|minua|mut|minut|mulle|minulle|meitä|meidät|meijät|meit)"
-_FI_MYSELF = r"(?:itse|itte)(?:ni|äni|eni|nsä|ensä|si|s|än|eäni|ään)"
-_FI_TONIGHT = (
-    r"(?:tänä yönä|tän yön|tänä yö|tänäyönä|ensi yönä|ens yönä|ensi yöksi|ens yöks|yöksi|yöks|"
-    r"tänään|tänää|tänä iltana|tänä päivänä|illaksi|huomenna|nyt heti|heti)"
-)
-_FI_PERSON = (
-    r"(?:mies|mieheni|mun mies|vaimo|vaimoni|puoliso|puolisoni|kumppani|kumppanini|"
-    r"poikaystävä|poikaystäväni|tyttöystävä|tyttöystäväni|exä|exäni|eksä|eksäni|"
-    r"isä|isäni|isäpuoli|isäpuoleni|äiti|äitini|veli|veljeni|kämppis|joku|hän)"
-)
-_FI_PERSON_OBJECT = (
-    r"(?:miestä|miestäni|mieheni|mun miestä|vaimoa|vaimoani|puolisoa|puolisoani|"
-    r"poikaystävää|poikaystävääni|tyttöystävää|tyttöystävääni|exää|exääni|eksää|eksääni|"
-    r"kumppania|kumppaniani|isää|isääni|isäpuolta|isäpuoltani|äitiä|äitiäni|"
-    r"veljeä|veljeäni|poikaani|kämppistä|naapuria)"
-)
-_FI_HITS = (
-    r"(?:lyö|löi|lyönyt|lyöny|lyövät|hakkaa|hakkas|hakkasi|hakannut|hakkaamaan|potkii|potki|"
-    r"potkaisi|kuristi|kuristaa|kuristanut|tönii|töni|tönäisi|läimii|läimäytti|retuuttaa|riehuu)"
-)
-_FI_PILLS_OR_ROPE = (
-    r"(?:pillerit|pillereitä|pillerin|tabletit|tabletteja|unilääkkeet|unilääkkeitä|lääkkeet|"
-    r"lääkkeitä|napit|nappeja|köysi|köyden|köyttä|narun|hirttosilmukka)"
-)
-
-_SV_ME = r"(?:mig|mej|oss|barnen|mina barn|mitt barn)"
-_SV_TONIGHT = r"(?:i natt|inatt|i kväll|ikväll|idag|i dag|just nu|till natten|i morgon)"
-_SV_PARTNER = (
-    r"(?:honom|henne|min man|min make|min sambo|min pojkvän|min flickvän|min fru|"
-    r"min partner|mitt ex|min pappa|min far|min styvpappa|min bror|min son|min mamma)"
-)
-
-_EN_SUBJECT = (
-    r"(?:he|she|they|husband|wife|partner|boyfriend|girlfriend|bf|gf|ex|dad|father|"
-    r"stepdad|stepfather|mom|mum|mother|brother|son|someone|somebody|spouse|"
-    r"roommate|flatmate|man|guy|neighbour|neighbor)"
-)
-_EN_ME = r"(?:me|us|my kids|my children|my son|my daughter|my child|my baby)"
-_EN_TONIGHT = r"(?:tonight|today|this evening|this night|right now)"
-_EN_PARTNER = (
-    r"(?:husband|wife|partner|boyfriend|girlfriend|ex|father|dad|stepfather|stepdad|"
-    r"mother|mom|mum|brother|son|flatmate|roommate|spouse)"
-)
-
-# Statements of a crisis: they count wherever they appear.
-_STATEMENTS: dict[str, dict[str, list[str]]] = {
-    "suicide": {
-        "fi": [
-            # Folded, "tappaa" (kill) and "tapaa" (meet) are one word; the
-            # reflexive object tells them apart, but not in "tapasin itseni kaltaisia".
-            rf"(?:tappaa|tapan|tapat|tappaisin|tappaisi|tappais|tappamaan|tappanut|tappanu|tappamalla|"
-            rf"tappaakseni|tappaminen|tappamista|tappamisesta|tapoin|tappoi|tappa) (?:\w+ ){{0,1}}"
-            rf"{_FI_MYSELF}(?! kaltai\w*)",
-            r"(?:haluan|haluun|haluu|haluaa|halu|halusin|haluaisin|haluisin|haluis|haluais|tahdon|"
-            r"tahtoisin|toivon|toivoisin|toivoin|meinaan|aion|kunpa|kunpa vaan) … "
-            r"(?:kuolla|kuolevani|kuolisin|kuolis|kuollut|kuollu|pois tästä maailmasta)",
-            r"kuolla pois", r"kuolisinpa", r"kuolisin pois", r"pois tästä (?:elämästä|maailmasta)",
-            r"(?:olisin|oisin|olisinpa|oisinpa) … (?:kuollut|kuollu)",
-            r"(?:en|ei|enkä|eikä) (?:jaksa|jaksais|jaksaisi|jaks|halua|haluu|haluais|haluaisi|tahdo|"
-            r"kestä) … (?:elää|elämää|elossa|hengissä|olla olemassa|olemassa|olla täällä enää)",
-            r"(?:syytä|järkeä|syy|merkitystä|tarkoitusta) (?:\w+ ){0,2}"
-            r"(?:elää|elämiseen|elämässä|jatkaa elämää|jatkaa elämääni|jatkaa eteenpäin)",
-            r"(?:ei|en) … elämisen arvo\w*",
-            r"(?:lopettaa|lopetan|lopettaisin|lopettais|lopettamaan|lopettaisi|päättää|päätän|"
-            r"päättäisin|päättämään|päättäis) … (?:elämäni|elämän|päiväni|tämän elämän)",
-            # "lopettaa kaiken" but not "lopetin kaiken juomisen" or "Kela lopettaa kaiken tuen".
-            r"(?:lopettaa|lopetan|lopettaisin|lopettais|lopettamaan|lopettaisi) (?:\w+ ){0,2}kaiken"
-            r"(?! \w*(?:misen|isen|käytön|tuen|tuet|avun|rahan|maksun|maksut|asiat|kulut)\b)",
-            r"parempi (?:jos|et|että|ettei|etten|kun|ku) … (?:mua|minua|mä|minä|mun|en|ei|mut) … "
-            r"(?:ois|olis|olisi|olisin|oisin|olemassa|elossa|syntyny|syntynyt|syntynytkään|katoan|"
-            r"katoaisin|kuolisin|kuolen|lähden pois)",
-            r"parempi (?:ettei|etten|jos en|jos mua ei|jos minua ei)",
-            r"(?:parempi|paremmin|helpompaa|helpompi) … ilman (?:mua|minua|minuu|mut)",
-            r"(?:parempi|helpompaa|helpompi|paremmin) … jos (?:mä |minä |ma )?(?:kuolisin|katoaisin|"
-            r"katoisin|olisin kuollut|häviäisin)",
-            r"(?:kukaan ei|ei kukaan|kukaan) (?:\w+ ){0,1}(?:kaipais|kaipaisi|kaipaa|huomais|huomaisi|"
-            r"ikävöis|ikävöisi|välittäis|välittäisi) (?:mua|minua|jos)",
-            # Sleeping and not waking up, but not "ettei vauva herää".
-            r"(?:enkä|etten|kunpa en) (?:\w+ ){0,2}(?:herätä|heräis\w*|heräisi\w*|herää)",
-            r"(?:ettei|kunpa ei|toivon ettei) (?:\w+ ){0,2}(?:heräis|heräisi\w*)",
-            r"(?:enää|ikinä|koskaan) (?:\w+ ){0,1}herätä",
-            r"en (?:halua|haluu|haluais|haluaisi) (?:enää |ikinä |koskaan )?herätä"
-            r"(?! (?:aikaisin|ajoissa|kello|klo|aamulla|[0-9]))",
-            r"nukahtaa (?:\w+ ){0,1}(?:ikuisesti|ikuiseen uneen|pysyvästi)",
-            r"(?:katoan|katoaisin|katoisin|häviän|häviäisin|lähden|lähtisin|poistun|poistuisin) "
-            r"(?:\w+ ){0,2}(?:lopullisesti|pysyvästi|ikuisesti|tästä maailmasta)",
-            r"(?:ulospääsy\w*|ulospääsyä|keino\w*|vaihtoehto\w*|ratkaisu\w*) (?:\w+ ){0,3}"
-            r"(?:kuolema|kuolla|kuolemaan|kuolemassa)",
-            r"(?:otin|otti|otan|ottanut|ottanu|nielin|nieli|nielaisin|söin|söi|vedin|veti|napsin) … "
-            r"(?:kaikki|liikaa|koko purkin|purkillisen|paketin) … "
-            r"(?:lääk\w*|pillere\w*|pillerit|tabletit|tabletteja|unilääkkeet|nappeja|napit|nappia)",
-            _near(_FI_PILLS_OR_ROPE, r"valmiina|valmiiks|valmiiksi|esillä|kerättynä|säästössä|kerännyt|"
-                  r"säästäny|säästänyt|hamstrannut", 3),
-            r"hyvästikirje\w*", r"jäähyväiskirje\w*", r"hyvästelykirje\w*", r"itsemurhaviest\w*",
-            r"yliannost\w*",
-            r"hirttä\w*", r"hirtä\w*",
-            r"(?:hyp\w*|heittäyd\w*|heittäyt\w*) … (?:sillalta|sillalt|katolta|parvekkeelta|"
-            r"ikkunasta|junan alle|junan eteen|auton alle|rekan alle|kalliolta|jyrkänteeltä|tornista)",
-            r"en (?:halua|haluu) enää olla (?:täällä|olemassa|elossa)",
-        ],
-        "sv": [
-            r"(?:ta|tar|tänker ta|ska ta|vill ta|kommer att ta) livet av (?:mig|mej|sig|dig)",
-            r"(?:ta|tar|tänker ta|ska ta|vill ta|kommer att ta) (?:mitt|sitt|ditt) (?:eget )?liv",
-            r"(?:döda|dödar|döder) (?:mig|mej) själv",
-            r"(?:vill|ville|skulle vilja|önskar|önskade|vill bara|vil) … (?:dö|vara död|dö nu)",
-            r"(?:vill|ville|orkar|orkade|önskar|vill bara|vil) (?:\w+ ){0,2}(?:inte|int|aldrig) "
-            r"(?:\w+ ){0,2}(?:leva|finnas|vakna|vara med längre)",
-            r"(?:somna|sova|sover) (?:\w+ ){0,2}(?:aldrig|inte|int) (?:\w+ ){0,1}vakna",
-            r"bättre utan mig",
-            r"(?:bättre|lättare|enklare) om jag (?:inte|int) (?:fanns|levde|var här)",
-            r"(?:bättre|lättare|enklare) om jag (?:var död|dog|försvann|var borta)",
-            r"(?:ingen|inte någon) (?:\w+ ){0,1}(?:sakna|saknar|märka|märker|bry sig om) (?:mig|mej|om jag)",
-            r"ingen mening (?:med att leva|att leva|med livet|med mitt liv)",
-            r"(?:utväg|väg ut|lösning) (?:\w+ ){0,3}(?:dö|döden|självmord)",
-            _near(r"tabletter\w*|piller\w*|sömntabletter\w*|ett rep|repet",
-                  r"framme|redo|färdiga|samlat|sparat|tänker ta dem|ta alla", 4),
-            r"avskedsbrev\w*", r"självmordsbrev\w*",
-            r"(?:hoppa|hoppar|kasta mig|kastar mig) … (?:från bron|från en bro|från taket|"
-            r"framför tåget|framför ett tåg|framför en bil|från balkongen)",
-            r"hänga mig", r"hänger mig",
-            r"(?:ta|göra) slut på (?:allt|mitt liv|mig själv|mig)",
-        ],
-        "en": [
-            r"kil\w* (?:my ?self|meself|myslef)",
-            r"end\w* (?:it all|my life|my own life|it tonight|it now|everything|my suffering)",
-            r"take my (?:own )?life",
-            r"(?:gonna|going to|want to|wanna|will|just|to) end it"
-            r"(?! (?:with|for|at|on|by|after|before|next|this|when|if|early|soon))",
-            r"(?:want|wanna|wanted|wanting|wish|ready) (?:\w+ ){0,2}(?:die|be dead)",
-            r"wish (?:i was|i were|id|i had|i d) (?:\w+ ){0,1}(?:dead|never been born|not born|gone)",
-            r"(?:dont|do not|didnt|no longer|not) (?:\w+ ){0,1}(?:want|wanna) (?:to )?"
-            r"(?:live(?! (?:in|with|at|there|near|alone|together|on|under|here|close))|"
-            r"be alive|exist|be here anymore|be around anymore|go on(?= anymore| any more| living|$))",
-            r"(?:no|any|not any|what) (?:reason|point) … (?:to live|living|in living|to go on|to keep going|of living)",
-            r"better off (?:without me|dead|if i (?:was|were) (?:dead|gone)|if i wasnt here)",
-            r"(?:better|easier) (?:for everyone |for everybody |for them )?if i "
-            r"(?:wasnt|werent|was not|were not|wasn t) (?:here|around|alive)",
-            r"(?:better|easier) (?:for everyone |for everybody |for them )?if i "
-            r"(?:was dead|were dead|was gone|were gone|died|disappeared|killed myself)",
-            r"(?:nobody|no one|noone|no body) (?:would|will|is going to|gonna|is gonna) (?:even )?"
-            r"(?:miss|notice|care|care if)",
-            r"(?:no way out|way out|only option|only solution|only escape) (?:\w+ ){0,3}(?:death|dying|to die|suicide)",
-            r"cant go on (?:anymore|any more|living)",
-            r"overdos\w*",
-            r"(?:took|swallowed|taken|take) (?:all|a lot of|too many|a bunch of|a handful of|lots of|loads of|"
-            r"the whole) … (?:pills|meds|tablets|medication|sleeping pills|painkillers)",
-            _near(r"pills|tablets|meds|sleeping pills|rope|noose", r"ready|saved up|stockpiled|lined up|counted out", 3),
-            r"(?:goodbye|farewell|suicide) (?:letter|note)s?",
-            r"hang\w* (?:my ?self)",
-            r"jump\w* (?:off|from) (?:a |the |my )?(?:bridge|roof|building|balcony|cliff)",
-            r"(?:jump|step|throw my ?self|lie down) (?:in front of|under) (?:a |the )?(?:train|bus|car|truck)",
-            r"(?:dont|do not|never) (?:want|wanna) (?:to )?wake up",
-            r"(?:hope|wish|pray) … (?:dont|never|wont|wouldnt|do not|not|will not) wake up",
-            r"(?:sleep|asleep) (?:\w+ ){0,3}(?:never|not) wake up", r"never wake up again",
-            r"want (?:it|everything|it all) (?:all )?to (?:end|be over)",
-            r"not (?:want to |wanna )?be alive", r"life (?:is )?not worth living",
-        ],
-    },
-    "self_harm": {
-        "fi": [
-            r"viiltel\w*", r"viiltä\w*", r"viilto\w*", r"viillel\w*", r"viilsi\w*",
-            r"(?:satutan|satuttaa|satuttanut|satutin|satuttais\w*|satuttamaan|vahingoitan|vahingoittaa|"
-            r"vahingoittanut|vahingoitin|vahingoittamaan|viillän|viilsin|raavin|raavon|lyön|hakkaan) … "
-            r"(?:itseäni|itteäni|itseni|itteni|itteeni|itseeni|itteä|itseä|itsees|itsensä|ittensä|"
-            r"ranteeni|ranteet|ranteita|käsiäni|käteni|reisiäni)",
-            # Not "polttaa itsensä loppuun" (burn out): partitive objects only.
-            r"(?:poltan|poltin|polttaa|polttanut|polttanu|poltella) (?:\w+ ){0,1}"
-            r"(?:itseäni|itteäni|itteeni|ihoani|käsiäni|käsivarsiani)",
-            r"itsensä vahingoitta\w*", r"itsensävahingoitta\w*", r"itseä vahingoittav\w*",
-            r"(?:teen|tekisin|tehdä|tekemään|teenkö|teen vielä) (?:\w+ ){0,1}"
-            r"(?:itselleni|itelleni|itelle|ittelleni|itselle|ittelle) (?:\w+ ){0,1}(?:jotain|jotakin|pahaa|jotai)",
-        ],
-        "sv": [
-            r"(?:skada|skadar|skadade|skär|skära|skar|bränna|bränner|slå|slår|slog) (?:mig|mej) själv",
-            r"(?:skär|skära|skar|skurit) (?:mig|mej)(?! i (?:fingret|handen))",
-            r"självskad\w*",
-        ],
-        "en": [
-            r"(?:hurt|hurting|harm|harming|cut|cutting|burn|burning|injure|injuring) (?:my ?self|meself)",
-            r"self ?harm\w*", r"self injur\w*", r"self mutilat\w*",
-            r"cutting (?:my )?(?:arms|wrists|legs|skin)",
-        ],
-    },
-    "acute_danger": {
-        "fi": [
-            r"hengenvaara\w*", r"(?:henki|henkeni|hengeni|mun henki) (?:on )?vaarassa",
-            r"pelkä\w* (?:\w+ ){0,1}(?:henkeni|hengeni)", r"(?:henkeni|hengeni) puolesta",
-            r"(?:en|ei|emme) (?:ole|oo|oo enää|ole enää) turvassa",
-            r"ei (?:ole|oo) turvallista (?:olla )?(?:kotona|kotiin)",
-            r"(?:veitsi|veitsen|puukko|puukon|ase|aseen|kirves|kirveen|pistooli|pistoolin)\w* (?:\w+ ){0,2}kädessä",
-            r"uhka\w* … (?:veitsellä|puukolla|aseella|kirveellä|pistoolilla)",
-            r"puukott\w*", r"ampu\w* (?:\w+ ){0,1}(?:mua|minua|meitä|mut)",
-            r"(?:joku|ne|hän|se) (?:\w+ ){0,2}(?:murtautu\w*|tunkeutu\w*)", r"murtautuu",
-            r"(?:lapsi|lapseni|lapset|lapsemme|vauva) (?:on |ovat |oo )?vaarassa",
-            r"väijy\w*", r"vainoa\w*", r"vainoo",
-            r"ei päästä (?:mua|minua|mut|minut|meitä) (?:\w+ ){0,1}(?:ulos|lähtemään|pois)",
-        ],
-        "sv": [
-            r"livsfara", r"rädd för mitt liv", r"(?:mitt|vårt) liv är i fara", r"(?:jag|vi) är i fara",
-            r"(?:inte|int) (?:trygg|säker) (?:hemma|här)", r"känner mig (?:inte|int) (?:trygg|säker)",
-            r"hota\w* … med (?:kniv|vapen|pistol|yxa)",
-            r"(?:någon|han|hon|de) (?:\w+ ){0,2}(?:ta sig in|bryta sig in|bryter sig in|tar sig in)",
-            r"(?:barnen|barnet|mitt barn|mina barn) (?:är )?i fara",
-            r"förföljer (?:mig|mej)", r"släpper (?:inte|int) ut (?:mig|mej)",
-        ],
-        "en": [
-            r"(?:im|i am|we are|were|i feel|we feel) (?:\w+ ){0,1}(?:in danger(?! of)|not safe|unsafe)",
-            r"fear for my (?:life|safety)", r"(?:my|our) life is in danger",
-            r"(?:dont|do not|cant|cannot) feel safe (?:at home|here|in my home|in my own home)",
-            r"(?:has|had|with|holding|pulled) (?:a |his |her )?(?:knife|gun|weapon|axe)",
-            r"threat\w* … with (?:a |his |her )?(?:knife|gun|weapon|axe)",
-            r"(?:someone|somebody|he|she|they) (?:\w+ ){0,2}(?:break\w* in|breaking into|broke into)",
-            r"(?:kids|children|child|baby|son|daughter) (?:are |is )?in danger",
-            r"(?:stalking|stalks|stalked) me", r"(?:wont|will not|doesnt|does not) let me (?:leave|go out|out)",
-        ],
-    },
-    "violence": {
-        "fi": [
-            rf"{_FI_HITS} (?:\w+ ){{0,2}}(?:{_FI_ME}|lapsia|lapsiani|lastani|lasta|mun lasta|mun lapsia)",
-            rf"(?:pahoinpitel\w*|satutti|repii) (?:\w+ ){{0,2}}{_FI_ME}",
-            # "kumppani ... lyö jos yritän lähteä": the object is elsewhere in the
-            # sentence. Only verbs that are hardly ever about balls, wood or bets.
-            _near(_FI_PERSON, r"lyö(?! vetoa| laimin)|löi(?! vetoa| laimin)|kuristi|kuristaa|riehuu|raivoaa", 6),
-            rf"{_FI_PERSON} (?:\w+ ){{0,1}}uhka\w* (?:{_FI_ME})",
-            r"uhka\w* … (?:tappaa|tappaisi|tapan|lyödä|hakata|satuttaa|puukottaa|ampua|"
-            r"väkivallalla|tappamisella|viedä lapset|tappaa itsensä)",
-            r"(?:sanoi|sano|sanoo|huusi|meinaa|aikoo|lupasi|lupas|uhkas|uhkasi) (?:\w+ ){0,3}"
-            r"(?:tappaa|tappaisi|tappais)(?: \w+)?",
-            rf"pelkä\w* (?:\w+ ){{0,1}}{_FI_PERSON_OBJECT}",
-            r"(?:pelkä\w*|pelottaa) (?:et|että|ettei) … (?:tappaa|tappaisi|tappais|satuttaa|lyö|hakkaa|kuristaa)",
-            r"(?:pelkä\w*|pelottaa) (?:\w+ ){0,1}(?:mennä kotiin|olla kotona|kotiin)",
-            r"en (?:uskalla|uskalla enää) (?:mennä |palata |olla |lähteä )?(?:kotiin|kotona)",
-        ],
-        "sv": [
-            rf"(?<!det )(?:slår|slog|slagit|sparkar|sparkade|sparkat|misshandlar|misshandlade|misshandlat|"
-            rf"hotar|hotade|hotat|stryper|ströp|strypt|våldtog|våldtar|knuffar|knuffade|skadar|skadade|"
-            rf"örfilade) {_SV_ME}",
-            r"(?:hotar|hotade|hotat) (?:att|med att) (?:döda|slå|skada|mörda|ta livet av)",
-            rf"(?:rädd|livrädd|skräckslagen) för {_SV_PARTNER}",
-            r"(?:rädd|livrädd) (?:att|för att) (?:gå|åka|komma) hem",
-            r"(?:vågar|törs) (?:inte|int) (?:gå |åka |komma )?hem",
-        ],
-        "en": [
-            # Not "my son hit me up for money".
-            rf"{_EN_SUBJECT} (?:\w+ ){{0,2}}(?!hits? (?:me|us) up)(?:hits|hit|hitting|beats|beat|beating|kicks|kicked|kicking|"
-            rf"chokes|choked|choking|strangles|strangled|strangling|slaps|slapped|slapping|punches|"
-            rf"punched|punching|pushes|pushed|hurts|hurt|hurting|abuses|abusing|"
-            rf"attacks|attacked|attacking|rapes|raped|assaulted|assaults) {_EN_ME}",
-            rf"{_EN_SUBJECT} (?:\w+ ){{0,3}}(?:kil|kill) (?:me|us|my kids|my children)",
-            r"threat\w* (?:\w+ ){0,3}(?:to kill|to hurt|to stab|to shoot|to beat|to take the kids)",
-            rf"(?:afraid|scared|terrified|frightened) of (?:my (?:ex )?{_EN_PARTNER}|him|her)",
-            r"(?:afraid|scared|terrified) (?:to go|of going) home",
-        ],
-    },
-    "homeless_tonight": {
-        "fi": [
-            _near(
-                r"ei (?:\w+ ){0,2}(?:paikkaa|yöpaikkaa|kämppää|asuntoa|kotia|kotii|mihin mennä|minne mennä|"
-                r"missä nukkua|mis nukkua|kattoa pään päälle|katto pään päällä)|asunnoton\w*|koditon\w*|"
-                r"kadulla|kadulle",
-                _FI_TONIGHT,
-            ),
-            r"(?:nukun|nukuin|nukkua|nukkumaan|nukkunut|nukkunu|yövyn|yöpyä|yövyin|joudun nukkumaan|"
-            r"jouduin nukkumaan|nukutaan|nukumme) (?:\w+ ){0,2}(?:ulkona|kadulla|ulos|kadulle|puistossa|"
-            r"rappu\w*|porraskäytäv\w*|autossa|asemalla|metsässä|teltassa|rautatieasemalla|pihalla|"
-            r"bussipysäkillä|roskakatoksessa|kellarissa)",
-            r"yöpaik\w*", r"yösij\w*",
-            r"(?:asun|asutaan|asumme|elän|elämme) (?:\w+ ){0,1}(?:autossa|kadulla|teltassa|ulkona|"
-            r"rappukäytävässä|porraskäytävässä|rapussa|puistossa)",
-            r"(?:missä|mis|mihin|minne|mihi) (?:mä |minä |me |ma )?(?:nukun|nukkuisin|voin nukkua|vois nukkua|"
-            r"yövyn|menen yöksi|mennä yöksi|voisin nukkua|nukumme)",
-            r"(?:paikkaa|paikka) (?:missä|mis|jossa|mihin|mist) (?:\w+ ){0,1}(?:nukkua|yöpyä|olla yö)",
-            _near(
-                r"(?:häädettiin|häädetään|häätö|häädetty|heitettiin|heitti|heittivät|heitetty|potkaisi|potki|"
-                r"jouduin lähtemään|joudun lähtemään|vuokranantaja vaihtoi lukot)",
-                r"(?:kadulle|pihalle|ulos|tyhjän päälle|" + _FI_TONIGHT + r")",
-                4,
-            ),
-            r"(?:oon|olen|ollaan|olemme|jäin|jään|joudun|päädyin|päädyn|jouduin) (?:\w+ ){0,1}(?:kadulla|kadulle)",
-        ],
-        "sv": [
-            r"ingenstans (?:att )?(?:sova|ta vägen|övernatta|vara i natt)",
-            _near(r"ingenstans (?:att )?bo|hemlös\w*|bostadslös\w*|på gatan", _SV_TONIGHT),
-            r"(?:sover|sova|sov|måste sova|tvungen att sova) (?:\w+ ){0,1}(?:ute|utomhus|på gatan|i bilen|"
-            r"i trapphuset|i parken|på stationen|i en trappuppgång)",
-            _near(r"vräk\w*|utkastad|utslängd|slängde ut|kastade ut|kastades ut|slängdes ut",
-                  _SV_TONIGHT + r"|på gatan", 5),
-            r"(?:är|hamnar|hamnade|står|hamnat) på gatan",
-            r"(?:ingen|inget) (?:plats|ställe|sovplats) (?:att|där jag kan) sova",
-            r"var (?:ska|kan|skall) (?:jag|vi) sova", r"inget tak över huvudet",
-            _near(r"tak över huvudet", _SV_TONIGHT),
-        ],
-        "en": [
-            r"nowhere (?:\w+ ){0,1}(?:to sleep|to stay|to go)",
-            _near(r"nowhere (?:to )?live|homeless|evicted|kicked (?:\w+ )?out|thrown out|threw (?:\w+ )?out|"
-                  r"locked (?:\w+ )?out|on the streets?", _EN_TONIGHT),
-            r"(?:sleep|sleeping|slept|sleep) (?:\w+ ){0,1}(?:outside|rough|on the streets?|in the streets?|"
-            r"in my car|in the car|in a car|in the park|at the station|in a stairwell|in the stairwell|outdoors)",
-            r"no (?:place|where) to (?:sleep|stay)(?! (?:in|at) (?:the|a) )",
-            r"where (?:can|do|will|should|am) (?:i|we) (?:going to |gonna )?sleep",
-            r"(?:no|without a) roof over (?:my|our) head\w*",
-        ],
-    },
-    "no_food": {
-        "fi": [
-            r"(?:en|ei|emme|eivät|ette|et|enkä|eikä) (?:\w+ ){0,2}(?:syöny|syönyt|syöneet|syönny|syönyk|syöty)",
-            r"(?:ei|eikä|ilman) (?:(?:oo|ole|ollu|ollut|enää|yhtään|mitään|mtn|ees|edes|kotona|meillä|mulla|"
-            r"mul|lapsille|tänään|nyt|jääkaapissa|kaapissa|ollenkaan|yhtää|mitää|kotii) ){0,3}"
-            r"(?:ruokaa|syötävää|ruokia|safkaa|sapuskaa)",
-            r"nälkä(?!palk)\w*", r"nälissä\w*", r"nälkiintyn\w*", r"nälänhätä",
-            r"jääkaappi (?:on )?(?:ihan |täysin |aivan )?tyhjä", r"tyhjä jääkaappi",
-        ],
-        "sv": [
-            r"ingen mat", r"inget att äta", r"(?:inte|ej|int|inget) ätit", r"inte fått (?:\w+ )?mat",
-            r"hungrig\w*", r"svälter", r"svälta", r"svältande",
-            r"tomt i kylskåpet", r"kylskåpet är tomt", r"tomt kylskåp",
-        ],
-        "en": [
-            r"no food(?! (?:bank|banks|aid|help|parcel|parcels|assistance|stamps|voucher|vouchers))",
-            r"nothing to eat", r"(?:anything|something) to eat",
-            r"(?:havent|have not|hasnt|has not|not|havnt|hadnt|had not) (?:\w+ ){0,1}(?:eaten|eat)",
-            r"(?:didnt|did not|cant|cannot) (?:eat|afford to eat) (?:anything|today|yesterday|for)",
-            r"starv\w*", r"(?:kids|children|we|i|im|baby|son|daughter|family) (?:\w+ ){0,2}hungry",
-            r"(?:fridge|cupboard|cupboards) (?:is |are )?empty", r"empty fridge",
-        ],
-    },
-}
-
-# Words that name a crisis topic rather than state one ("itsemurha",
-# "väkivalta", "abusive relationship"). They count too, unless the message
-# shows that it is about the past, about someone else's death, or a school,
-# compensation or peer-support matter (`_NOT_ACUTE_CONTEXT`).
-_TOPICS: dict[str, dict[str, list[str]]] = {
-    "suicide": {
-        # "itemurha", "itsmurha": typos are common in exactly these messages.
-        "fi": [r"(?<!teki )(?<!tehnyt )(?<!tehny )(?<!kuoli )it\w{0,2}murh\w*", r"itse murh\w*", r"itsari\w*",
-               r"itsetuho\w*",
-               r"(?:en|enkä) (?:\w+ ){0,2}(?:oo|ole) (?:täällä )?(?:enää )?(?:kauaa|pitkään)",
-               r"(?:pois|lähteä|lähden|häipyä) (?:\w+ ){0,1}lopullisesti"],
-        "sv": [r"självmord\w*", r"kommer (?:inte|int) (?:att )?(?:vara|finnas) (?:här|kvar) (?:så )?länge"],
-        "en": [r"(?<!committed )(?<!to )suicid\w*", r"(?:wont|will not) be (?:here|around) (?:much |for )?(?:longer|long)"],
-    },
-    "violence": {
-        "fi": [r"\w*väkival\w*", r"raiska\w*", r"pahoinpitel\w*", r"uhkail\w*"],
-        "sv": [r"våld i (?:hemmet|nära relationer|familjen)", r"våldtäkt\w*", r"våldtog", r"våldsam\w*",
-               r"misshandl\w*", r"familjevåld", r"relationsvåld", r"våld hemma"],
-        "en": [r"domestic (?:violence|abuse)",
-               r"abusive (?:\w+ )?(?:husband|partner|relationship|boyfriend|girlfriend|wife|home|father|dad|ex)",
-               r"rape\w*", r"(?:being|been|im|i am) (?:\w+ ){0,1}abused", r"violen\w*"],
-    },
-}
-
-_NOT_ACUTE_CONTEXT = re.compile(
-    _fold_pattern(
-        r"\b(?:"
-        # fi
-        r"vuosia sitten|vuos sitten|vuosi sitten|nuorena|lapsena|aikoinaan|joskus ennen|olin ennen|"
-        r"menee (?:nyt )?hyvin|tehneiden|tehneen|omaisille|omaisten|omaiset|läheisille|läheisten|"
-        r"vertaistu\w*|vertaisryhm\w*|koulutehtäv\w*|esseen|esitelmä\w*|opinnäyte\w*|tutkimu\w*|korvau\w*|"
-        r"muutan|muutto\w*|muuttamassa|"
-        # sv
-        r"för (?:flera|många|några|[0-9]+) år sedan|för länge sedan|när jag var (?:ung|liten|barn)|som ung|"
-        r"som barn|anhöriga|efterlevande|stödgrupp\w*|skoluppgift\w*|skolarbete\w*|uppsats\w*|"
-        r"ersättning\w*|flyttar|flytta|"
-        # en
-        r"years ago|a year ago|used to|in the past|when i was (?:young|a kid|a child|little|younger)|"
-        r"as a (?:kid|child|teen)|back then|lost (?:someone|somebody|a \w+|my \w+|\w+) to|bereave\w*|"
-        r"survivors?|support groups?|peer groups?|school (?:project|assignment|essay)|essay|thesis|"
-        r"research|compensation|moving (?:out|away|to)"
-        r")\b"
-    )
-)
-
-# Most severe first: the first category that matches is the one returned.
-# Acute danger (a weapon, being locked in, "my life is in danger") comes
-# before violence in general because it is happening now.
-CATEGORY_ORDER: tuple[CrisisCategory, ...] = (
-    "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food",
-)
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # a broken pattern is reported as a LexiconError, not on stderr
+_OPTIONS.max_mem = 64 << 20  # the one-pass check over every entry stays a DFA
+_MACRO = re.compile(r"<([a-z_][a-z0-9_]*)>")
+_ENTRY_KEYS = {"pattern", "near", "within", "unless_before", "unless_after", "unless_in", "note"}
 
 
-def _compile(by_language: dict[str, list[str]] | None) -> re.Pattern[str] | None:
-    if by_language is None:
+def _re2(pattern: str, where: str) -> Any:
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise LexiconError(f"{where}: not a valid RE2 pattern ({detail}). RE2 has no lookarounds "
+                           f"(?= (?! (?<= (?<! and no backreferences; use unless_before/unless_after/unless_in") from None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    language: str
+    source: str  # the folded pattern, for error messages and the one-pass check
+    regex: Any
+    unless_before: Any = None
+    unless_after: Any = None
+    unless_in: Any = None
+
+    def find(self, text: str) -> re2._Match | None:
+        """The first match that none of the exceptions rules out."""
+        if self.unless_before is None and self.unless_after is None and self.unless_in is None:
+            return self.regex.search(text)
+        for match in self.regex.finditer(text):
+            start, end = match.start(), match.end()
+            if self.unless_before is not None and self.unless_before.search(text[max(0, start - _WINDOW):start]):
+                continue
+            if self.unless_after is not None and self.unless_after.search(text[end:end + _WINDOW]):
+                continue
+            if self.unless_in is not None and self.unless_in.search(text[start:end + _WINDOW]):
+                continue
+            return match
         return None
-    branches = []
-    for language in ("fi", "sv", "en"):
-        if by_language.get(language):
-            alternatives = "|".join(_fold_pattern(pattern) for pattern in by_language[language])
-            branches.append(f"(?P<{language}>\\b(?:{alternatives})\\b)")
-    return re.compile("|".join(branches)) if branches else None
 
 
-_COMPILED: tuple[tuple[CrisisCategory, re.Pattern[str], re.Pattern[str] | None], ...] = tuple(
-    (category, _compile(_STATEMENTS[category]), _compile(_TOPICS.get(category)))
-    for category in CATEGORY_ORDER
-)
-
-# Nearly every message matches nothing. One pass over everything answers
-# that about twice as fast as a pass per category; only a message that
-# matches something is searched again, category by category, for the most
-# severe one.
-_ANYTHING = re.compile(
-    r"\b(?:"
-    + "|".join(
-        _fold_pattern(pattern)
-        for lexicon in (_STATEMENTS, _TOPICS)
-        for by_language in lexicon.values()
-        for patterns in by_language.values()
-        for pattern in patterns
-    )
-    + r")\b"
-)
+@dataclass(frozen=True)
+class _Group:
+    category: CrisisCategory
+    topic: bool  # topic words count only outside a not-acute context
+    any_entry: Any  # one pass: does any entry of the group match at all?
+    entries: tuple[_Entry, ...]
 
 
-def crisis_check(text: str) -> CrisisHit | None:
-    """The most severe crisis category the message matches, or None."""
-    normalised = normalise(text)
-    if not normalised or not _ANYTHING.search(normalised):
+class CrisisLexicon:
+    """The compiled lexicon of `training_data/crisis_lexicon.yml`."""
+
+    def __init__(self, groups: tuple[_Group, ...], anything: Any, not_acute: Any, path: Path | None = None,
+                 entry_count: int = 0, risk: tuple[tuple[CrisisCategory, Any], ...] = ()) -> None:
+        self._groups = groups
+        self._risk = risk
+        self._anything = anything
+        self._not_acute = not_acute
+        self.path = path
+        self.entry_count = entry_count
+
+    # -- loading ------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_LEXICON_PATH) -> "CrisisLexicon":
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                # libyaml's loader when there is one: the pure-Python one took about
+                # 0.45 s of the 0.7 s a load cost.
+                document = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except FileNotFoundError:
+            raise LexiconError(f"{path}: file missing") from None
+        except yaml.YAMLError as exc:
+            raise LexiconError(f"{path}: not valid YAML: {exc}") from None
+        return cls.from_document(document, path)
+
+    @classmethod
+    def from_document(cls, document: Any, path: Path | None = None) -> "CrisisLexicon":
+        name = str(path or "crisis lexicon")
+        if not isinstance(document, dict):
+            raise LexiconError(f"{name}: expected a mapping at the top")
+        unknown = set(document) - {"gap_words", "macros", "categories", "not_acute_context", "risk_words"}
+        if unknown:
+            raise LexiconError(f"{name}: unknown top-level key(s) {sorted(unknown)}")
+        gap_words = document.get("gap_words", 3)
+        if not isinstance(gap_words, int) or not 0 <= gap_words <= 6:
+            raise LexiconError(f"{name}: gap_words must be a whole number from 0 to 6")
+        macros = document.get("macros") or {}
+        if not isinstance(macros, dict) or not all(isinstance(v, str) and v for v in macros.values()):
+            raise LexiconError(f"{name}: macros must map names to non-empty patterns")
+        categories = document.get("categories")
+        if not isinstance(categories, dict) or not categories:
+            raise LexiconError(f"{name}: 'categories' is missing or empty")
+        unknown = set(categories) - set(CATEGORY_ORDER)
+        if unknown:
+            raise LexiconError(f"{name}: unknown categories {sorted(unknown)}; known: {', '.join(CATEGORY_ORDER)}")
+
+        def expand(pattern: str, where: str, depth: int = 0) -> str:
+            def one(match: re.Match) -> str:
+                if match.group(1) not in macros:
+                    raise LexiconError(f"{where}: unknown word list <{match.group(1)}> (macros: "
+                                       f"{', '.join(sorted(macros)) or 'none'})")
+                return expand(macros[match.group(1)], where, depth + 1) if depth < 3 else macros[match.group(1)]
+            return _MACRO.sub(one, pattern)
+
+        def fold(pattern: Any, where: str) -> str:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise LexiconError(f"{where}: the pattern must be a non-empty text")
+            return _fold_pattern(expand(pattern.strip(), where), gap_words)
+
+        groups: list[_Group] = []
+        every_source: list[str] = []
+        for category in CATEGORY_ORDER:
+            by_kind = categories.get(category)
+            if by_kind is None:
+                continue
+            if not isinstance(by_kind, dict) or set(by_kind) - set(KINDS):
+                raise LexiconError(f"{name}: {category}: expected 'statements' and/or 'topics'")
+            for kind in KINDS:
+                by_language = by_kind.get(kind) or {}
+                if not isinstance(by_language, dict) or set(by_language) - set(LEXICON_LANGUAGES):
+                    raise LexiconError(f"{name}: {category}.{kind}: expected languages fi, sv, en")
+                entries: list[_Entry] = []
+                for language in LEXICON_LANGUAGES:
+                    items = by_language.get(language) or []
+                    if not isinstance(items, list):
+                        raise LexiconError(f"{name}: {category}.{kind}.{language}: expected a list of entries")
+                    for index, item in enumerate(items, 1):
+                        where = f"{name}: {category}.{kind}.{language} entry {index}"
+                        entry = cls._entry(item, language, where, fold)
+                        entries.append(entry)
+                        every_source.append(entry.source)
+                if entries:
+                    any_entry = _re2("|".join(f"(?:{e.source})" for e in entries), f"{name}: {category}.{kind}")
+                    groups.append(_Group(category, kind == "topics", any_entry, tuple(entries)))
+        if not groups:
+            raise LexiconError(f"{name}: no entries")
+        not_acute_doc = document.get("not_acute_context") or {}
+        if not isinstance(not_acute_doc, dict) or set(not_acute_doc) - set(LEXICON_LANGUAGES):
+            raise LexiconError(f"{name}: not_acute_context must map fi, sv, en to lists of phrases")
+        phrases = []
+        for language, items in not_acute_doc.items():
+            for index, item in enumerate(items or [], 1):
+                where = f"{name}: not_acute_context.{language} entry {index}"
+                phrase = fold(item, where)
+                _re2(phrase, where)
+                phrases.append(phrase)
+        not_acute = _re2(r"\b(?:" + "|".join(phrases) + r")\b", f"{name}: not_acute_context") if phrases else None
+        anything = _re2(r"\b(?:" + "|".join(f"(?:{s})" for s in every_source) + r")\b", name)
+        risk_doc = document.get("risk_words") or {}
+        if not isinstance(risk_doc, dict) or set(risk_doc) - set(CATEGORY_ORDER):
+            raise LexiconError(f"{name}: risk_words must map categories ({', '.join(CATEGORY_ORDER)}) "
+                               f"to languages and lists of words")
+        risk: list[tuple[CrisisCategory, Any]] = []
+        for category in CATEGORY_ORDER:
+            by_language = risk_doc.get(category) or {}
+            if not isinstance(by_language, dict) or set(by_language) - set(LEXICON_LANGUAGES):
+                raise LexiconError(f"{name}: risk_words.{category}: expected languages fi, sv, en")
+            words = []
+            for language, items in by_language.items():
+                if not isinstance(items, list):
+                    raise LexiconError(f"{name}: risk_words.{category}.{language}: expected a list of words")
+                for index, item in enumerate(items, 1):
+                    where = f"{name}: risk_words.{category}.{language} entry {index}"
+                    words.append(cls._entry(item, language, where, fold).source)
+            if words:
+                risk.append((category, _re2(r"\b(?:" + "|".join(f"(?:{w})" for w in words) + r")\b",
+                                            f"{name}: risk_words.{category}")))
+        return cls(tuple(groups), anything, not_acute, path, len(every_source), tuple(risk))
+
+    @staticmethod
+    def _entry(item: Any, language: str, where: str, fold) -> _Entry:
+        if isinstance(item, str):
+            item = {"pattern": item}
+        if not isinstance(item, dict):
+            raise LexiconError(f"{where}: expected a pattern or a mapping with 'pattern'")
+        unknown = set(item) - _ENTRY_KEYS
+        if unknown:
+            raise LexiconError(f"{where}: unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(_ENTRY_KEYS))}")
+        if ("pattern" in item) == ("near" in item):
+            raise LexiconError(f"{where}: give either 'pattern' or 'near' (two phrases)")
+        if "near" in item:
+            near, within = item["near"], item.get("within", 6)
+            if not isinstance(near, list) or len(near) != 2:
+                raise LexiconError(f"{where}: 'near' must be a list of two phrases")
+            if not isinstance(within, int) or not 0 <= within <= 10:
+                raise LexiconError(f"{where}: 'within' must be a whole number of words from 0 to 10")
+            first, second = fold(near[0], where), fold(near[1], where)
+            gap = f"(?: \\w+){{0,{within}}} "
+            source = f"(?:{first}){gap}(?:{second})|(?:{second}){gap}(?:{first})"
+        else:
+            if "within" in item:
+                raise LexiconError(f"{where}: 'within' goes with 'near'")
+            source = fold(item["pattern"], where)
+        regex = _re2(rf"\b(?:{source})\b", where)
+        for harmless in _HARMLESS:
+            if regex.search(harmless) is not None:
+                raise LexiconError(f"{where}: matches the ordinary message {harmless!r}, so it would flag "
+                                   f"ordinary conversations; check for an empty alternative such as '(?:a|)'")
+        exceptions = {}
+        for key, wrap in (("unless_before", r"\b(?:{})\s*$"), ("unless_after", r"^\s*(?:{})"),
+                          ("unless_in", r"(?:{})")):
+            if key in item:
+                exceptions[key] = _re2(wrap.format(fold(item[key], f"{where} {key}")), f"{where} {key}")
+        return _Entry(language, source, regex, **exceptions)
+
+    # -- matching -----------------------------------------------------------
+    def risk(self, text: str) -> CrisisCategory | None:
+        """The most severe category whose risk words the message has, or None.
+
+        Risk words are single words or short phrases that are not a crisis by
+        themselves ("kuolla", "pills", "lyö", "nälkä"): in a message the model did
+        not understand they lead to the safety check instead of "I did not
+        understand", and in a message the model took for a crisis they choose
+        the answer."""
+        normalised = normalise(text)
+        if not normalised:
+            return None
+        for category, regex in self._risk:
+            if regex.search(normalised) is not None:
+                return category
         return None
-    not_acute: bool | None = None  # looked up once, and only when a topic word matches
-    for category, statements, topics in _COMPILED:
-        match = statements.search(normalised)
-        if match is None and topics is not None:
-            match = topics.search(normalised)
-            if match is not None:
+
+    def check(self, text: str) -> CrisisHit | None:
+        """The most severe crisis category the message matches, or None."""
+        normalised = normalise(text)
+        # Nearly every message matches nothing: one pass over every entry
+        # answers that; only a message that matches something is searched
+        # again, category by category, for the most severe one.
+        if not normalised or self._anything.search(normalised) is None:
+            return None
+        not_acute: bool | None = None  # looked up once, and only when a topic word matches
+        best: tuple[CrisisCategory, re2._Match, str] | None = None
+        for group in self._groups:
+            if best is not None and best[0] != group.category:
+                break
+            if group.any_entry.search(normalised) is None:
+                continue
+            if group.topic:
                 if not_acute is None:
-                    not_acute = _NOT_ACUTE_CONTEXT.search(normalised) is not None
+                    not_acute = self._not_acute is not None and self._not_acute.search(normalised) is not None
                 if not_acute:
-                    match = None
-        if match is not None:
-            return CrisisHit(category=category, language=match.lastgroup, matched=match.group(0))
-    return None
+                    continue
+            for entry in group.entries:
+                match = entry.find(normalised)
+                if match is not None and (best is None or match.start() < best[1].start()):
+                    best = (group.category, match, entry.language)
+        if best is None:
+            return None
+        category, match, language = best
+        return CrisisHit(category=category, language=language, matched=match.group(0))  # type: ignore[arg-type]
+
+
+_default: CrisisLexicon | None = None
+
+
+def default_lexicon() -> CrisisLexicon:
+    """The project's lexicon (`training_data/crisis_lexicon.yml`), loaded once."""
+    global _default
+    if _default is None:
+        _default = CrisisLexicon.load(DEFAULT_LEXICON_PATH)
+    return _default
+
+
+def use_lexicon(lexicon: CrisisLexicon) -> None:
+    """Make `lexicon` the one `crisis_check` uses (the server's configured training data)."""
+    global _default
+    _default = lexicon
+
+
+def crisis_check(text: str, lexicon: CrisisLexicon | None = None) -> CrisisHit | None:
+    """The most severe crisis category the message matches, or None."""
+    return (lexicon or default_lexicon()).check(text)

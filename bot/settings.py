@@ -79,7 +79,9 @@ _register("POLKU_RASA_SPILL_BELOW", int, 3,
           "stay idle (on 2 cores a second busy Rasa slows everything down). 0 spreads parses evenly, for "
           "machines with a core to spare for each Rasa server.")
 _register("POLKU_RASA_TOKEN", str, "",
-          "Token for Rasa's HTTP API (passed as ?token=); empty when Rasa runs without --auth-token.")
+          "Token of Rasa's HTTP API: the Rasa processes we start require it (handed to them on stdin, "
+          "never on a command line) and our requests send it (?token=). Set it wherever other users "
+          "share the host: without it, anything on the host can load a model into Rasa. Empty: no token.")
 _register("POLKU_RASA_TIMEOUT_SECS", float, 3.0,
           "How long one parse request to Rasa may take before the bot answers that it cannot answer right now.")
 _register("POLKU_RASA_VENV", str, str(PROJECT_ROOT / ".venv-rasa"),
@@ -145,14 +147,33 @@ _register("POLKU_QUEUE_ABANDON_HOURS", float, 4.0,
           "Hours a queued conversation may go without a word from its resident before it is closed as "
           "abandoned (a resident who closed the page must not hold a place in the queue); 0 keeps them.")
 _register("POLKU_STAFF_SESSION_HOURS", float, 10.0,
-          "Hours a counsellor's or admin's sign-in lasts (the session cookie and its server-side record); "
+          "Hours a counsellor's or admin's sign-in lasts at most, however active (the absolute timeout); "
           "then they sign in again.")
-_register("POLKU_LOGIN_MAX_FAILURES", int, 5,
-          "Failed sign-ins in a row after which a staff account is locked for POLKU_LOGIN_LOCKOUT_SECS.")
-_register("POLKU_LOGIN_LOCKOUT_SECS", float, 900.0,
-          "Seconds a staff account stays locked after POLKU_LOGIN_MAX_FAILURES failed sign-ins.")
+_register("POLKU_STAFF_IDLE_MINUTES", float, 30.0,
+          "Minutes a staff sign-in lasts without the user doing anything (opening a page, a change, typing "
+          "or clicking in the console); the console warns a minute before and lets them stay.")
+_register("POLKU_STAFF_REAUTH_MINUTES", float, 10.0,
+          "Minutes after the second factor was last given in which the most sensitive admin actions "
+          "(exporting or deleting a conversation, activating a model) go ahead; later they ask for it again.")
+_register("POLKU_LOCAL_ACCOUNTS", bool, True,
+          "Whether local accounts (username, password and a TOTP second factor) can sign in. Turn off when "
+          "staff sign in with single sign-on (POLKU_OIDC_ISSUER) only.")
+_register("POLKU_OIDC_ISSUER", str, "",
+          "Single sign-on: the OpenID Connect provider's issuer URL (for Microsoft Entra ID "
+          "https://login.microsoftonline.com/<tenant>/v2.0). Empty: no single sign-on.")
+_register("POLKU_OIDC_CLIENT_ID", str, "", "Single sign-on: this application's client id at the provider.")
+_register("POLKU_OIDC_CLIENT_SECRET", str, "",
+          "Single sign-on: the client secret (confidential client; PKCE is used as well).")
+_register("POLKU_OIDC_ROLE_CLAIM", str, "groups",
+          "Single sign-on: the ID token claim that lists the user's groups or roles (Entra ID: groups or roles).")
+_register("POLKU_OIDC_COUNSELLOR_GROUPS", list, [],
+          "Single sign-on: values of the role claim that make a user a counsellor (comma-separated).")
+_register("POLKU_OIDC_ADMIN_GROUPS", list, [],
+          "Single sign-on: values of the role claim that make a user an admin (comma-separated); "
+          "a user in neither list is refused.")
 _register("POLKU_LOGIN_RATE_ADDRESS_PER_MIN", int, 20,
-          "Sign-in attempts one client address may make per minute (over every account) before it must wait.")
+          "Sign-in attempts one client address may make per minute (over every account) before it must wait. "
+          "Besides it, failed attempts slow down by growing delays per account and address (never a lock).")
 
 # --- Admin pages -----------------------------------------------------------------
 _register("POLKU_HELDOUT_PATH", str, str(PROJECT_ROOT / "tests" / "data" / "heldout.yml"),
@@ -171,6 +192,9 @@ _register("POLKU_INBOX_CONFIDENCE_BELOW", float, 0.6,
 _register("POLKU_RETENTION_DAYS", int, 90,
           "Conversations whose last message is older than this many days are deleted automatically "
           "(their statistics are kept as daily counts). 0 keeps conversations forever.")
+_register("POLKU_AUDIT_RETENTION_DAYS", int, 730,
+          "Audit log records (who opened which conversation, sign-ins, failed sign-ins) older than this "
+          "many days are deleted by the hourly retention run. 0 keeps them forever.")
 _register("POLKU_REPORT_TIMEZONE", str, "Europe/Helsinki",
           "Time zone of the days and hours in the admin page's statistics.")
 

@@ -1,10 +1,11 @@
 """``python -m chat_server [serve] [--host H] [--port P]``, ``python -m chat_server migrate`` and
-the staff accounts: ``python -m chat_server users create|list|disable|enable|set-password``.
+the staff accounts: ``python -m chat_server users create|list|disable|enable|set-password|reset-2fa``.
 
     python -m chat_server users create --username anna --display-name "Anna" --role counsellor
     python -m chat_server users create --username ville --display-name "Ville" --role admin --password-stdin < pw.txt
     python -m chat_server users list
     python -m chat_server users disable --username anna
+    python -m chat_server users reset-2fa --username anna   # a lost phone: enrol again at the next sign-in
 
 The password is asked twice at a prompt (never an argument: it would show in
 the process list and the shell history), or read from stdin with
@@ -27,7 +28,8 @@ from bot.settings import Settings, SettingsError
 from . import db
 from .errors import StartupError
 
-# No %a: client addresses are not kept, not even in logs.
+# No %a: client addresses are not kept, not even in logs. logsafe.SafeAccessLogger
+# writes the route, not the request line (no query strings, no client-chosen paths).
 ACCESS_LOG_FORMAT = '"%r" %s %b %Tfs'
 
 
@@ -50,8 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     users_sub.add_parser("list", help="list the accounts")
     for name, text in (("disable", "disable an account and end its sign-ins"),
-                       ("enable", "enable a disabled or locked account"),
-                       ("set-password", "set a new password (ends the account's sign-ins)")):
+                       ("enable", "enable a disabled account"),
+                       ("set-password", "set a new password (ends the account's sign-ins)"),
+                       ("reset-2fa", "forget the account's authenticator and recovery codes (ends its "
+                                     "sign-ins; the next sign-in enrols a new one)")):
         command = users_sub.add_parser(name, help=text)
         command.add_argument("--username", required=True)
         if name == "set-password":
@@ -74,32 +78,34 @@ class _CliError(Exception):
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from .auth import InvalidStaffInput, StaffAuth
-    from .ratelimit import MemoryCounter
     from .store import Store
 
     engine = db.create_engine(settings.database_url)
     try:
         if settings.migrate_on_start:
             await db.migrate(engine)
-        auth = StaffAuth(Store(engine), MemoryCounter(), session_hours=settings.staff_session_hours,
-                         max_failures=settings.login_max_failures, lockout_secs=settings.login_lockout_secs,
-                         rate_address_per_min=settings.login_rate_address_per_min)
+        auth = StaffAuth.from_settings(Store(engine), settings)
         try:
             if args.users_command == "create":
                 password = _read_password(args.password_stdin)
                 user = await auth.create_user(args.username, args.display_name, args.role, password)
                 print(f"created {user.role} {user.username} ({user.display_name})")
             elif args.users_command == "list":
-                print(f"{'username':<24} {'role':<11} {'status':<9} display name")
+                print(f"{'username':<24} {'role':<11} {'status':<9} {'sign-in':<14} display name")
                 for user in await auth.users():
                     status = "disabled" if user.disabled else "active"
-                    print(f"{user.username:<24} {user.role:<11} {status:<9} {user.display_name}")
+                    how = ("single sign-on" if user.external_subject else
+                           "password+totp" if user.totp_secret else "not enrolled")
+                    print(f"{user.username:<24} {user.role:<11} {status:<9} {how:<14} {user.display_name}")
             elif args.users_command in ("disable", "enable"):
                 user = await auth.set_disabled(args.username, args.users_command == "disable")
                 print(f"{args.users_command}d {user.username}")
             elif args.users_command == "set-password":
                 user = await auth.set_password(args.username, _read_password(args.password_stdin))
                 print(f"password set for {user.username}")
+            elif args.users_command == "reset-2fa":
+                user = await auth.reset_second_factor(args.username)
+                print(f"second factor reset for {user.username}: they enrol a new authenticator at the next sign-in")
         except (InvalidStaffInput, _CliError) as exc:
             print(f"polku chat server: {exc}", file=sys.stderr)
             return 1
@@ -153,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             overrides["POLKU_PORT"] = args.port
         settings = settings.replace(**overrides)
         from .app import create_app
+        from .logsafe import SafeAccessLogger
 
         app = create_app(settings)
         app.on_startup.append(_tune_gc)  # after the server's own startup
         web.run_app(app, host=settings.host, port=settings.port, access_log_format=ACCESS_LOG_FORMAT,
+                    access_log_class=SafeAccessLogger,
                     print=lambda text: print(text, flush=True))
         return 0
     except (SettingsError, StartupError) as exc:

@@ -129,3 +129,16 @@ class RetentionRun(Base):
     cutoff: Mapped[datetime] = mapped_column(UtcDateTime())
     conversations_deleted: Mapped[int] = mapped_column(Integer)
     trigger: Mapped[str] = mapped_column(String(16))  # schedule, admin
+
+
+class KeptExample(Base):
+    """An admin's recorded decision to keep a training example that came from a resident's
+    message after its conversation is deleted (otherwise the example goes with it)."""
+
+    __tablename__ = "admin_kept_examples"
+
+    change_id: Mapped[int] = mapped_column(BigId, primary_key=True)  # the change that added the example
+    staff_id: Mapped[str] = mapped_column(String(64))
+    staff_name: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(String(400))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -8,6 +8,7 @@ limits when ``POLKU_REDIS_URL`` is set, this process's memory otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,24 +16,25 @@ from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
-from engineio.async_drivers import aiohttp as engineio_aiohttp
 from redis import asyncio as aioredis
 
 from bot.settings import Settings
 
-from . import admin, auth, console, db, health, static
+from . import admin, auth, console, db, health, logsafe, static
 from .auth import StaffAuth
 from .callbacks import Callbacks
 from .counsellor import ConsoleContent, CounsellorChannel
 from .errors import BackendUnavailable
 from .events import Events
+from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
 from .presence import MemoryPresence, Presence, RedisPresence
-from .queue import HandoffQueue, MemoryQueue, RedisQueue
+from .queue import HandoffQueue, MemoryQueue, QueueKeeper, RedisQueue
 from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_proxies
-from .redis_backend import SocketIORedisManager, create_redis
+from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
-from .shutdown import bounded
+from .shutdown import DRAIN_SECS, DrainingServer, bounded
+from .staff.oidc import OidcClient
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,10 @@ class ChatServer:
         self.resident: ResidentChannel | None = None
         self.counter = None
         self.auth: StaffAuth | None = None
+        self.oidc: OidcClient | None = None  # single sign-on, when configured
         self.callbacks: Callbacks | None = None
         self.counsellor: CounsellorChannel | None = None
+        self.queue_keeper: QueueKeeper | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -72,9 +76,10 @@ class ChatServer:
         self.store = Store(self.engine)
         if settings.redis_url:
             self.redis = create_redis(settings.redis_url)
-            self.queue = RedisQueue(self.redis, settings.redis_prefix)
+            self.queue = RedisQueue(self.redis, settings.redis_prefix, database_queue=self.store.queued)
             self.presence = RedisPresence(self.redis, settings.redis_prefix)
-            counter = RedisCounter(self.redis, settings.redis_prefix)
+            # While Redis is away the limits count in this process (residents keep being answered).
+            counter = FallbackCounter(RedisCounter(self.redis, settings.redis_prefix), MemoryCounter())
         else:
             self.queue, self.presence, counter = MemoryQueue(), MemoryPresence(), MemoryCounter()
         if self._given_bot is not None:
@@ -91,10 +96,8 @@ class ChatServer:
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
                                is_open=self._chat_hours(), expected_soon=self._chat_expected_soon())
-        self.auth = StaffAuth(self.store, counter, session_hours=settings.staff_session_hours,
-                              max_failures=settings.login_max_failures,
-                              lockout_secs=settings.login_lockout_secs,
-                              rate_address_per_min=settings.login_rate_address_per_min)
+        self.auth = StaffAuth.from_settings(self.store, settings, redis=self.redis, counter=counter)
+        self.oidc = OidcClient(settings, self.store) if settings.oidc_issuer else None
         self.callbacks = Callbacks(self.store, self.events)
         self.resident = ResidentChannel(
             self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
@@ -114,6 +117,16 @@ class ChatServer:
         await self._restore_queue()
         await self._start_socketio_manager()
         self.counsellor.start()
+        if isinstance(self.queue, RedisQueue):
+            self.queue_keeper = QueueKeeper(self.queue, self.store.queued, self._queue_restored)
+            with contextlib.suppress(Exception):  # Redis away at startup: the keeper's first round
+                await self.queue.mark_kept()
+            self.queue_keeper.start()
+            manager = self.sio.manager
+            if isinstance(manager, SocketIORedisManager):
+                async def resubscribed() -> None:
+                    self.queue_keeper.wake(resend=True)
+                manager.on_resubscribed.append(resubscribed)
         log.info("chat server ready (database %s, redis %s)", self.engine.dialect.name,
                  "on" if self.redis is not None else "off")
 
@@ -136,6 +149,17 @@ class ChatServer:
         except BackendUnavailable as exc:
             log.warning("could not restore the counsellor queue: %s", exc.detail)
 
+    async def _queue_restored(self, added: list[int]) -> None:
+        """The queue keeper put conversations back (Redis was emptied or away): this
+        process's counsellors are online again at once (not at their next heartbeat),
+        then every queued resident gets their place and the consoles the queue."""
+        if self.counsellor is not None:
+            try:
+                await self.counsellor.heartbeat()
+            except Exception as exc:
+                log.warning("heartbeat after the queue restore failed: %s", type(exc).__name__)
+        await self.handoff.queue_changed()
+
     async def _start_socketio_manager(self) -> None:
         manager = self.sio.manager
         if isinstance(manager, SocketIORedisManager):
@@ -148,6 +172,8 @@ class ChatServer:
 
     async def stop(self) -> None:
         """Release everything; each step is bounded, so a stuck one cannot hang the shutdown."""
+        if self.queue_keeper is not None:
+            await bounded("queue keeper", self.queue_keeper.stop())
         if self.counsellor is not None:
             await bounded("counsellor background work", self.counsellor.stop())
         manager = self.sio.manager
@@ -165,6 +191,11 @@ class ChatServer:
 
 
 SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)
+
+
+class ChatSocketServer(DrainingServer, GuardedAsyncServer):
+    """python-socketio's server that drains on shutdown (shutdown.py) and guards
+    against malformed frames (frames.py)."""
 
 
 def own_origins(settings: Settings) -> set[str]:
@@ -189,25 +220,10 @@ def _origin_check(settings: Settings):
     return check
 
 
-class _UncompressedWebSocket(engineio_aiohttp.WebSocket):
-    """engine.io's aiohttp WebSocket without permessage-deflate.
-
-    Chat lines are short, so compression saves almost no bytes, while every
-    compressed socket keeps two zlib streams (tens of KB) for its whole life
-    and spends CPU on every frame."""
-
-    async def __call__(self, environ):
-        request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        await self.handler(self)
-        return self._sock
-
-
 def _without_websocket_compression(sio: socketio.AsyncServer) -> None:
+    # frames.GuardedWebSocket: no permessage-deflate, and frames that are not Engine.IO packets dropped.
     eio = sio.eio
-    eio._async = {**eio._async, "websocket": _UncompressedWebSocket}
+    eio._async = {**eio._async, "websocket": GuardedWebSocket}
 
 
 def create_app(settings: Settings | None = None, *, bot: Any = None,
@@ -217,7 +233,8 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
     manager = None
     if settings.redis_url:
         manager = SocketIORedisManager(settings.redis_url, channel=settings.redis_prefix + "socketio")
-    sio = socketio.AsyncServer(
+    logsafe.install()
+    sio = ChatSocketServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_origin_check(settings),
@@ -225,11 +242,13 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         # answered in the order they were sent, after their session_request.
         async_handlers=False,
         max_http_buffer_size=max(MIN_PACKET_BYTES, settings.max_message_chars * 8),
-        logger=False,
-        engineio_logger=False,
+        # The libraries' own loggers, filtered (logsafe): given as loggers, not False, so
+        # that the libraries add no stderr handler of their own.
+        logger=logging.getLogger("socketio.server"),
+        engineio_logger=logging.getLogger("engineio.server"),
     )
     _without_websocket_compression(sio)
-    app = web.Application(middlewares=[auth.csrf_middleware])
+    app = web.Application(middlewares=[auth.security_headers_middleware, auth.csrf_middleware])
     sio.attach(app)
     server = ChatServer(settings, sio, bot=bot)
     app[SERVER_KEY] = server
@@ -238,10 +257,14 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         await server.start()
 
     async def on_shutdown(app: web.Application) -> None:
+        # aiohttp has stopped listening: hand every resident and console over
+        # to another process (or to this one restarted), then stop.
+        await bounded("draining sockets", sio.drain(), DRAIN_SECS + 5)
         await bounded("Socket.IO server", sio.shutdown())
 
     async def on_cleanup(app: web.Application) -> None:
         await server.stop()
+        sio.frame_stats.close()  # the last summary of refused input
 
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)

@@ -95,8 +95,19 @@ def check_conversation_id(data: Any) -> int:
     return value
 
 
+def _has_lone_surrogate(value: str) -> bool:
+    """No database driver can encode one (it was a server_busy)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _text(value: Any, max_chars: int, what: str) -> str:
-    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or _has_lone_surrogate(value):
         raise ConsoleError("malformed_payload", f"{what} is empty or not a string")
     if len(value) > max_chars:
         raise ConsoleError("message_too_long", f"{what} > {max_chars} chars")
@@ -113,7 +124,8 @@ class CounsellorMessage:
 def check_send(data: Any) -> CounsellorMessage:
     payload = _object(data)
     client_id = payload.get("client_id")
-    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS):
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX_CHARS
+                                  or not client_id.isprintable()):  # NUL, lone surrogates: server_busy before
         raise ConsoleError("malformed_payload", "client_id is not a short string")
     return CounsellorMessage(check_conversation_id(payload),
                              _text(payload.get("text"), COUNSELLOR_MESSAGE_MAX_CHARS, "text"), client_id)
@@ -281,6 +293,9 @@ class CounsellorChannel:
         for event, handler in handlers.items():
             self.sio.on(event, namespace=ns)(self._guarded(handler))
         self.sio.on("*", namespace=ns)(self.on_unknown_event)
+        listeners = getattr(self.sio, "malformed_listeners", None)
+        if listeners is not None:
+            listeners[ns] = self.on_malformed_frame
 
     def add_handler(self, event: str, handler: GuardedHandler) -> None:
         """Another module's console request (callbacks.py), with the same guard."""
@@ -312,8 +327,14 @@ class CounsellorChannel:
         run.__name__ = handler.__name__
         return run
 
-    async def on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+    async def on_unknown_event(self, event: Any, sid: str, *args: Any) -> dict[str, Any]:
         return {"ok": False, "error": "unknown_event"}
+
+    async def on_malformed_frame(self, sid: str, packet_id: int | None = None) -> None:
+        """A frame that did not follow the protocol (frames.GuardedAsyncServer): refused in its
+        acknowledgement when it asked for one (a console has no other channel for errors)."""
+        if packet_id is not None and sid in self.sockets:
+            await self.sio.send_ack(sid, COUNSELLOR_NAMESPACE, packet_id, {"ok": False, "error": "malformed_payload"})
 
     # --- connection -------------------------------------------------------------------------
 

@@ -112,6 +112,8 @@ def _tune_sqlite(sync_engine: Engine) -> None:
         # the log is synced at every commit (in WAL mode NORMAL would not).
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left in free pages (retention, deletion on request).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECS * 1000)}")
         cursor.close()
 

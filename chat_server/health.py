@@ -1,7 +1,10 @@
 """Liveness (``GET /health``) and readiness (``GET /ready``).
 
 Readiness reports each dependency as "ok", "error" or "not configured" and
-answers 503 only when the database is down: without Redis residents still
+answers 503 only when the database is down. What went wrong (internal URLs,
+error classes) is told only to signed-in staff and to the machine itself
+(a loopback address that did not come through a proxy); anyone else gets
+the statuses alone. Readiness answers 503 only when the database is down: without Redis residents still
 get `server_busy` in their own language, and without Rasa the bot still
 answers (nlu_unavailable), which beats a load balancer's error page.
 """
@@ -9,6 +12,7 @@ answers (nlu_unavailable), which beats a load balancer's error page.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 import aiohttp
@@ -20,7 +24,17 @@ READY_CHECK_TIMEOUT_SECS = 2.0
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Alive; for those who may see details (as /ready's), the process's counts of
+    refused client input since it started (frames.FrameStats: malformed frames,
+    connections closed for them, refusals by code)."""
+    from .app import SERVER_KEY
+
+    server = request.app.get(SERVER_KEY)
+    stats = getattr(getattr(server, "sio", None), "frame_stats", None)
+    body: dict[str, Any] = {"status": "ok"}
+    if stats is not None and await _may_see_details(request):
+        body["refused"] = stats.snapshot()
+    return web.json_response(body)
 
 
 async def _check_database(server: Any) -> tuple[str, str | None]:
@@ -87,5 +101,32 @@ async def ready(request: web.Request) -> web.Response:
         if detail:
             details[name] = detail
     ok = checks["database"] == "ok"
-    body = {"status": "ok" if ok else "error", "checks": checks, "details": details}
+    body = {"status": "ok" if ok else "error", "checks": checks}
+    if details and await _may_see_details(request):
+        body["details"] = details
     return web.json_response(body, status=200 if ok else 503)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+async def _may_see_details(request: web.Request) -> bool:
+    """Staff, or a client on this machine: the peer is loopback and no proxy forwarded the request
+    (a proxy of POLKU_TRUSTED_PROXIES is looked through to the client it names)."""
+    from .app import SERVER_KEY
+    from .auth import current_staff
+    from .ratelimit import client_address
+
+    server = request.app[SERVER_KEY]
+    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    address = client_address(request.remote, request.headers, server.trusted_proxies)
+    if _is_loopback(address) and (not forwarded or address != request.remote):
+        return True
+    try:
+        return await current_staff(request) is not None
+    except Exception:  # the database is what is down
+        return False

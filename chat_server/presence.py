@@ -10,7 +10,11 @@ counsellors count as gone after ``PRESENCE_TTL_SECS``. ``last_seen`` tells
 since when a counsellor who is not online has been gone.
 
 In Redis (shared by every process) when it is configured, in this process's
-memory otherwise.
+memory otherwise. While Redis is away, the reads answer what they last read
+(a bot turn asks whether anyone is online and must not fail for it), and
+heartbeats fail until it is back; after a Redis restart the counsellors are
+online again with their process's next heartbeat (the queue keeper sends one
+at once, ``app.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Iterable, Protocol
 
 from redis import asyncio as aioredis
 
-from .redis_backend import redis_errors
+from .errors import BackendUnavailable
+from .redis_backend import RedisDown, redis_errors
 
 PRESENCE_TTL_SECS = 30.0
 PRESENCE_HEARTBEAT_SECS = 10.0
@@ -98,14 +103,25 @@ class RedisPresence:
         self._names_key = f"{prefix}counsellor_names"
         self._seen_key = f"{prefix}counsellor_seen"
         self._process = secrets.token_hex(6)
+        # The last answers read, for while Redis is away.
+        self._last_online: set[str] = set()
+        self._last_names: dict[str, str] = {}
+        self._down = RedisDown()
 
     def _member(self, counsellor_id: str) -> str:
         return f"{counsellor_id}@{self._process}"
 
     async def online_ids(self) -> set[str]:
-        async with redis_errors():
-            members = await self._redis.zrangebyscore(self._key, time.time(), "+inf")
-        return {(m.decode() if isinstance(m, bytes) else m).rsplit("@", 1)[0] for m in members}
+        if self._down:
+            return set(self._last_online)
+        try:
+            async with redis_errors():
+                members = await self._redis.zrangebyscore(self._key, time.time(), "+inf")
+        except BackendUnavailable:
+            self._down.failed()
+            return set(self._last_online)
+        self._last_online = {(m.decode() if isinstance(m, bytes) else m).rsplit("@", 1)[0] for m in members}
+        return set(self._last_online)
 
     async def online_count(self) -> int:
         return len(await self.online_ids())
@@ -130,9 +146,18 @@ class RedisPresence:
                 await pipe.execute()
 
     async def display_name(self, counsellor_id: str) -> str | None:
-        async with redis_errors():
-            name = await self._redis.hget(self._names_key, counsellor_id)
-        return name.decode() if isinstance(name, bytes) else name
+        if self._down:
+            return self._last_names.get(counsellor_id)
+        try:
+            async with redis_errors():
+                name = await self._redis.hget(self._names_key, counsellor_id)
+        except BackendUnavailable:
+            self._down.failed()
+            return self._last_names.get(counsellor_id)
+        name = name.decode() if isinstance(name, bytes) else name
+        if name:
+            self._last_names[counsellor_id] = name
+        return name
 
     async def last_seen(self, counsellor_ids: Iterable[str]) -> dict[str, float | None]:
         ids = list(counsellor_ids)

@@ -1,5 +1,13 @@
 """Redis connections of the chat server: the shared client (queue, presence,
 rate limits) and the Socket.IO manager that carries events between processes.
+
+Redis keeps nothing on disk here, and may be away for a while. While it is:
+rate limits count in this process's memory (``FallbackCounter``), events
+reach the sockets of this process directly (``SocketIORedisManager``: only
+the other processes miss them), and when it is back the queue is restored
+from the database (``queue.QueueKeeper``). ``RedisDown`` remembers a recent
+failure for a moment, so that a dead Redis costs each call nothing instead
+of a connection attempt and its retries.
 """
 
 from __future__ import annotations
@@ -25,6 +33,12 @@ log = logging.getLogger(__name__)
 REDIS_CONNECT_TIMEOUT_SECS = 2.0
 REDIS_COMMAND_TIMEOUT_SECS = 2.0
 SUBSCRIBE_WAIT_SECS = 5.0
+# After a failure, Redis is left alone this long before it is tried again.
+REDIS_DOWN_HOLD_SECS = 1.0
+# The Socket.IO subscription is retried this often while Redis is away
+# (python-socketio doubles its pause up to 60 s: the subscription would come
+# back long after Redis, and events from other processes would be lost meanwhile).
+RESUBSCRIBE_SECS = 0.5
 _PROBE_INTERVAL_SECS = 0.05
 REDIS_RETRIES = 2
 REDIS_RETRY_BACKOFF_CAP_SECS = 0.2
@@ -56,6 +70,58 @@ async def redis_errors() -> AsyncIterator[None]:
         raise BackendUnavailable("redis", exc) from exc
 
 
+class RedisDown:
+    """Remembers that Redis failed a moment ago, so that callers skip it for
+    REDIS_DOWN_HOLD_SECS instead of each waiting for a failed connection."""
+
+    def __init__(self, hold_secs: float = REDIS_DOWN_HOLD_SECS) -> None:
+        self._hold_secs = hold_secs
+        self._until = 0.0
+        self.since: float | None = None  # monotonic time of the first failure of this outage
+
+    def __bool__(self) -> bool:
+        return time.monotonic() < self._until
+
+    def failed(self) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        self._until = now + self._hold_secs
+
+    def worked(self) -> None:
+        self._until = 0.0
+        self.since = None
+
+
+class FallbackCounter:
+    """Rate limits in Redis (shared by every process) and, while Redis is away,
+    in this process's memory: residents keep being answered, and one address
+    is still limited (per process) during the outage."""
+
+    def __init__(self, redis_counter, memory_counter, down: RedisDown | None = None) -> None:
+        self._redis = redis_counter
+        self._memory = memory_counter
+        self._down = down or RedisDown()
+        self._warned = False
+
+    async def hit(self, key: str, limit: int) -> bool:
+        if not self._down:
+            try:
+                admitted = await self._redis.hit(key, limit)
+            except BackendUnavailable:
+                self._down.failed()
+                if not self._warned:
+                    log.warning("Redis unavailable: rate limits count in this process until it is back")
+                    self._warned = True
+            else:
+                if self._warned:
+                    log.info("Redis is back: rate limits are shared again")
+                    self._warned = False
+                self._down.worked()
+                return admitted
+        return await self._memory.hit(key, limit)
+
+
 class SocketIORedisManager(socketio.AsyncRedisManager):
     """python-socketio's Redis manager that can tell when its subscription is live.
 
@@ -76,12 +142,94 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
         self._probe_token = secrets.token_hex(8)
         self._heard_probe = False
         self._retired: list = []
+        self._down = RedisDown()
+        self._publish_failures = 0
+        # Called (no arguments, awaited) each time the subscription is made
+        # again after it was lost: Redis is back (maybe empty).
+        self.on_resubscribed: list = []
+
+    async def _publish(self, data):
+        """Publish once, on the same client (redis-py reconnects it by itself).
+
+        The base class retries on a new client each time and logs an ERROR per
+        event: while Redis is away that is a log line and a stalled emit per
+        event, and a client left behind per attempt. Events reach this
+        process's sockets before they are published (AsyncPubSubManager.emit),
+        so during an outage only the other processes miss them; those
+        residents get the state again when they resume or ask for history."""
+        if self._down:
+            self._publish_failures += 1
+            return None
+        try:
+            if not self.connected:
+                self._redis_connect()
+            result = await self.redis.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:
+            self._down.failed()
+            self._publish_failures += 1
+            if self._publish_failures == 1:
+                log.warning("Socket.IO: cannot publish to Redis (%s); events reach this process's "
+                            "sockets only until it is back", type(exc).__name__)
+            return None
+        if self._publish_failures:
+            log.info("Socket.IO: publishing to Redis again (%d events reached only this process)",
+                     self._publish_failures)
+            self._publish_failures = 0
+        self._down.worked()
+        return result
+
+    async def _redis_listen_with_retries(self):
+        """The base class's loop with a short, fixed pause between attempts, and
+        ``on_resubscribed`` told each time the subscription is back."""
+        subscribed = False
+        lost = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed = True
+                    if lost:
+                        log.info("Socket.IO: subscribed to Redis again")
+                        self._down.worked()
+                        for callback in list(self.on_resubscribed):
+                            try:
+                                await callback()
+                            except Exception as exc:  # the callback's own work; the listener goes on
+                                log.warning("after resubscribing: %s", type(exc).__name__)
+                async for message in self.pubsub.listen():
+                    yield message
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not lost:
+                    log.warning("Socket.IO: lost the Redis subscription (%s); retrying every %.1f s",
+                                type(exc).__name__, RESUBSCRIBE_SECS)
+                lost = True
+                subscribed = False
+                await asyncio.sleep(RESUBSCRIBE_SECS)
 
     def _redis_connect(self) -> None:
-        # The base class replaces its clients on every (re)connect and drops
-        # the old ones unclosed; keep them to close them on shutdown.
-        self._retired.extend(c for c in (self.redis, self.pubsub) if c is not None)
-        super()._redis_connect()
+        # The base class makes a new client on every (re)connect and drops the
+        # old one unclosed. Keep the client (redis-py reconnects its pool by
+        # itself, and a publish may be using it now); make a new subscription
+        # and close the old one (in the background: this is not a coroutine).
+        if self.redis is None:
+            super()._redis_connect()
+            return
+        old = self.pubsub
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(self._close_clients([old]))
+            self._retired.append(task)
+            task.add_done_callback(self._retired.remove)
+
+    @staticmethod
+    async def _close_clients(clients) -> None:
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _listen(self):
         async for data in super()._listen():
@@ -106,7 +254,10 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
             thread.cancel()
             with contextlib.suppress(BaseException):
                 await thread
-        for client in (*self._retired, self.pubsub, self.redis):
+        for task in list(self._retired):
+            with contextlib.suppress(BaseException):
+                await task
+        for client in (self.pubsub, self.redis):
             if client is not None:
                 with contextlib.suppress(Exception):
                     await client.aclose()

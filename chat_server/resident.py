@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID_MAX_CHARS = 64
 INTENT_GUESSES_KEPT = 3  # the model's best guesses stored with a resident message (admin inbox)
+# The intent stored for a resident message the model could not read (Rasa down).
+NLU_UNAVAILABLE_INTENT = "nlu_unavailable"
 
 # --- validated input -----------------------------------------------------------------
 
@@ -124,6 +126,8 @@ def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
     if client_id is not None and (not isinstance(client_id, str) or not client_id
                                   or len(client_id) > CLIENT_ID_MAX_CHARS or _has_surrogate(client_id)):
         raise MalformedPayload("client_id is not a short string")
+    if client_id is not None and "\x00" in client_id:  # PostgreSQL's text cannot hold NUL: server_busy before
+        raise MalformedPayload("client_id contains NUL")
     text = payload.get("message")
     if not isinstance(text, str):
         raise MalformedPayload("message is not a string", client_id=client_id)
@@ -196,8 +200,12 @@ def _turn_rows(conversation_id: int, message: ResidentMessage,
     and the conversation's new values."""
     parse = turn.parse
     now = utcnow()
-    rows = [message_row(conversation_id, sender="resident", text=parse.text, intent=parse.intent,
-                        confidence=parse.confidence, language=parse.language, client_id=message.client_id,
+    # Unread because Rasa was down: not "not understood" (the admin inbox would
+    # fill with every message of an outage), so no confidence either.
+    intent, confidence = ((parse.intent, parse.confidence) if parse.nlu_available
+                          else (NLU_UNAVAILABLE_INTENT, None))
+    rows = [message_row(conversation_id, sender="resident", text=parse.text, intent=intent,
+                        confidence=confidence, language=parse.language, client_id=message.client_id,
                         created_at=now)]
     rows += [message_row(conversation_id, sender="bot", text=reply.text,
                          quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
@@ -245,6 +253,9 @@ class ResidentChannel:
         for event, handler in handlers.items():
             self.sio.on(event)(self._guarded(handler))
         self.sio.on("*")(self.on_unknown_event)
+        listeners = getattr(self.sio, "malformed_listeners", None)
+        if listeners is not None:
+            listeners["/"] = self.on_malformed_frame
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -253,7 +264,12 @@ class ResidentChannel:
         return (state.language if state else None) or self.default_language
 
     async def _refuse(self, sid: str, error: ResidentError, data: Any = None) -> None:
-        log.info("refused input: %s (%s)", error.code, error.detail)
+        # Counted, and summed up in the log once a minute (frames.FrameStats): one
+        # line per refusal would let a client write the log as fast as it sends.
+        stats = getattr(self.sio, "frame_stats", None)
+        if stats is not None:
+            stats.count(f"refused_{error.code}")
+        log.debug("refused input: %s (%s)", error.code, error.detail)
         language = _payload_language(data) or self._language_of(sid)
         text = error_text(error.code, language, self.bot)
         try:
@@ -280,9 +296,18 @@ class ResidentChannel:
         run.__name__ = handler.__name__
         return run
 
-    async def on_unknown_event(self, event: str, sid: str, *args: Any) -> None:
+    async def on_unknown_event(self, event: Any, sid: str, *args: Any) -> None:
+        # The name is the client's text: only its kind and length are logged.
+        # (frames.GuardedAsyncServer already refuses names that are not strings.)
         if sid in self.sockets:
-            await self._refuse(sid, UnknownEvent(f"event {event[:40]!r}"))
+            length = len(event) if isinstance(event, str) else None
+            await self._refuse(sid, UnknownEvent(f"unknown event ({type(event).__name__} of {length} chars)"),
+                               args[0] if len(args) == 1 else None)
+
+    async def on_malformed_frame(self, sid: str, packet_id: int | None = None) -> None:
+        """A frame of this socket that did not follow the protocol (frames.GuardedAsyncServer)."""
+        if sid in self.sockets:
+            await self._refuse(sid, MalformedPayload("malformed frame"))
 
     def _lock(self, conversation_id: int) -> asyncio.Lock:
         lock = self._locks.get(conversation_id)

@@ -2,11 +2,13 @@
 sessions, the audit log, residents' callback requests, counsellors' internal
 notes and the topic tags a chat is closed with.
 
-Made by migration ``0002_counsellors``; ``tests/server/test_migrations.py``
+Made by migrations ``0002_counsellors`` and ``0004_staff_security``; ``tests/server/test_migrations.py``
 checks that it and these models agree.
 
 What is kept, and why it is no more: a staff session is found by a hash of its
-token (the cookie is a bearer secret); a password only as its argon2 hash. A
+token (the cookie is a bearer secret); a password only as its argon2 hash; a
+recovery code only as its SHA-256. The TOTP secret must be readable to check a
+code, so it is stored as it is (the database is the secret's only home). A
 callback request's name and phone number are the only resident details that
 are not redacted: they are stored only with the resident's consent and wiped
 when a counsellor marks the request done. The audit log keeps ids, never
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, BigId, UtcDateTime
@@ -35,16 +37,26 @@ class StaffUser(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str] = mapped_column(String(100))  # the only name residents see
     role: Mapped[str] = mapped_column(String(16))  # counsellor or admin
-    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # argon2id; None: single sign-on only
     disabled: Mapped[bool] = mapped_column(Boolean)
-    failed_logins: Mapped[int] = mapped_column(Integer)  # in a row, since the last success or lock
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The second factor of a local account: the TOTP secret (base32) once enrolled, and the
+    # last time step used, so that one code cannot be used twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # "issuer subject" of a single sign-on account (OpenID Connect), unique.
+    external_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
 
 
 class StaffSession(Base):
-    """A signed-in browser. The cookie holds the token; only its SHA-256 is stored."""
+    """A signed-in browser. The cookie holds the token; only its SHA-256 is stored.
+
+    ``stage`` is "password" between the password and the second factor (the
+    session opens nothing but the second-factor pages, and lives minutes), then
+    "full" (a new row with a new token). ``expires_at`` is the absolute end;
+    ``last_seen_at`` plus the idle timeout the other one."""
 
     __tablename__ = "staff_sessions"
 
@@ -54,6 +66,37 @@ class StaffSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))  # synchronizer token of this session's pages
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # password or full
+    method: Mapped[str] = mapped_column(String(16))  # password (with TOTP) or oidc
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reauth_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # last proof of the second factor
+    pending_totp_secret: Mapped[str | None] = mapped_column(String(64))  # while enrolling
+
+
+class RecoveryCode(Base):
+    """A one-time recovery code of a local account's second factor (SHA-256 of 80 random bits)."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    staff_id: Mapped[int] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class SsoState(Base):
+    """A single sign-on under way: its state (hashed), nonce and PKCE verifier. Deleted when
+    the provider's callback uses it (single use) or after 10 minutes."""
+
+    __tablename__ = "staff_sso_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    next_path: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class AuditRecord(Base):

@@ -47,7 +47,8 @@ async def test_every_intent_answers_in_the_residents_language(bot, lang):
             continue  # their answer depends on the pending question; tested below
         text = _first_example(content, intent, lang)
         turn = await bot.handle(text, DialogueState(), ui_language=None)
-        expected = content.reply(intent, lang).text
+        # A crisis gets the answer for its kind; the first examples are suicidal thoughts.
+        expected = content.reply("crisis_suicide" if intent == "crisis" else intent, lang).text
         if turn.parse.intent != intent or turn.language != lang or turn.replies[0].text != expected:
             wrong.append((intent, text, turn.parse.intent, turn.language))
     assert not wrong, wrong
@@ -79,7 +80,7 @@ async def test_crisis_wins_over_a_mixed_message(bot, text, lang):
     turn = await bot.handle(text, DialogueState(last_topic="housing_allowance"))
     assert turn.parse.intent == "crisis"
     assert turn.handoff is not None and turn.handoff.priority == "crisis"
-    assert turn.replies[0].text == bot.content.reply("crisis", lang).text
+    assert turn.replies[0].text == bot.content.reply("crisis_suicide", lang).text
     assert "112" in turn.replies[0].text
 
 
@@ -170,6 +171,12 @@ def test_evaluate_cli_prints_per_intent_and_language_figures(rasa_url):
         assert intent in out.stdout
     for lang in ("fi:", "sv:", "en:"):
         assert lang in out.stdout
+    # Crisis recall and false alarms on tests/data/crisis_eval.yml, per language and category.
+    assert "Crisis recall" in out.stdout and "False alarms" in out.stdout
+    for category in ("suicide_indirect", "plan_means", "child_danger", "no_shelter", "idiom", "held-out, ordinary"):
+        assert category in out.stdout
+    recall = next(line for line in out.stdout.splitlines() if line.strip().startswith("ALL ") and "/" in line)
+    assert recall.split()[1] == "100.0%", recall
 
 
 @pytest.mark.parametrize("online,expected", [(True, "polku_chat_open"), (False, "polku_chat_closed")])

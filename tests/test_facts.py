@@ -27,8 +27,8 @@ def content():
 
 def _copy(content: Content) -> Content:
     return Content(content.intents, copy.deepcopy(content.responses), copy.deepcopy(content.facts),
-                   copy.deepcopy(content.opening_hours), content.directory,
-                   copy.deepcopy(content.fact_entries))
+                   copy.deepcopy(content.opening_hours), content.directory, content.lexicon,
+                   fact_entries=copy.deepcopy(content.fact_entries))
 
 
 def test_every_answer_in_every_language_renders_without_a_placeholder(content):
@@ -82,18 +82,18 @@ def test_a_sentence_needing_an_unfilled_fact_is_left_out(content):
 def test_an_unfilled_crisis_fact_is_replaced_by_the_safe_112_sentence(content):
     c = _copy(content)
     for lang in LANGUAGES:
-        text = c.reply("crisis", lang).text
+        text = c.reply("handoff_crisis_unavailable", lang).text
         assert "112" in text
         assert "[" not in text
-    fi = c.reply("crisis", "fi").text
+    fi = c.reply("handoff_crisis_unavailable", "fi").text
     assert "Sosiaalipäivystykseen saat yhteyden ympäri vuorokauden hätänumeron 112 kautta." in fi
     # Filled, the area's number is shown instead of the general sentence.
     c.facts["emergency_social_services_phone"] = "044 000 0000"
     c.fact_entries["emergency_social_services_phone"] = {
         **c.fact_entries["emergency_social_services_phone"], "value": "044 000 0000"}
     del c.fact_entries["emergency_social_services_phone"]["placeholder"]
-    fi = c.reply("crisis", "fi").text
-    assert "044 000 0000" in fi and "hätänumeron 112 kautta" in fi
+    fi = c.reply("handoff_crisis_unavailable", "fi").text
+    assert "044 000 0000" in fi and "hätänumeron 112 kautta" not in fi
 
 
 def test_a_value_with_a_fill_in_mark_is_never_shown_even_unflagged(content):

@@ -45,7 +45,7 @@ class Admin:
         self.flag: ActivationFlag | None = None
         self.content = ContentService(server)
         self.statistics = Statistics(server)
-        self.retention = Retention(server, self.statistics)
+        self.retention = Retention(server, self.statistics, self.content)
         self.inbox = Inbox(server, self.content)
         self.models: ModelRegistry | None = None
         self.training: TrainingService | None = None

@@ -219,7 +219,8 @@ class TrainingData:
             intents[name] = IntentData(name, str(data.get("description") or ""), examples,
                                        self.directory / "intents" / f"{name}.yml")
         facts, entries = split_fact_entries(self.facts)
-        content = Content(intents, self.responses, facts, self.opening_hours, self.directory, entries)
+        content = Content(intents, self.responses, facts, self.opening_hours, self.directory,
+                          fact_entries=entries)
         content.validate()
         return content
 

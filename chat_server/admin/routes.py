@@ -16,7 +16,9 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ..auth import audit, csrf_token, require_staff, secure_cookies, staff_page_headers, ui_language
+from ..auth import (
+    audit, csrf_token, require_recent_auth, require_staff, secure_cookies, staff_page_headers, ui_language,
+)
 from ..numbers import parse_id
 from .changes import StaffRef, UndoRefused
 from .editing import EditConflict, EditRefused
@@ -84,6 +86,12 @@ def _errors(handler: Handler) -> Handler:
 
 def admin_api(handler: Handler) -> Handler:
     return require_staff("admin")(_errors(handler))
+
+
+def sensitive_admin_api(handler: Handler) -> Handler:
+    """An admin action that needs the second factor again if it was not given lately
+    (exporting or deleting a conversation, activating a model)."""
+    return require_staff("admin")(require_recent_auth(_errors(handler)))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -206,7 +214,7 @@ async def models_get(request: web.Request) -> web.Response:
     return _json(await _admin(request).models.listing())
 
 
-@admin_api
+@sensitive_admin_api
 async def activate_post(request: web.Request) -> web.Response:
     admin = _admin(request)
     name = request.match_info["name"]
@@ -221,7 +229,11 @@ async def activate_post(request: web.Request) -> web.Response:
 
 @admin_api
 async def inbox_get(request: web.Request) -> web.Response:
-    return _json(await _admin(request).inbox.groups())
+    admin = _admin(request)
+    groups = await admin.inbox.groups()
+    # Resident texts were read: in the audit log like the opening of a conversation.
+    await audit(admin.server, request["staff"], "view_inbox", None, f"{groups.get('total', '')} messages".strip())
+    return _json(groups)
 
 
 @admin_api
@@ -297,7 +309,7 @@ async def retention_run(request: web.Request) -> web.Response:
     return _json({"deleted": deleted, **await admin.retention.status()})
 
 
-@admin_api
+@sensitive_admin_api
 async def conversation_export(request: web.Request) -> web.StreamResponse:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")
@@ -312,7 +324,7 @@ async def conversation_export(request: web.Request) -> web.StreamResponse:
     return staff_page_headers(response)
 
 
-@admin_api
+@sensitive_admin_api
 async def conversation_delete(request: web.Request) -> web.Response:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")
@@ -320,6 +332,23 @@ async def conversation_delete(request: web.Request) -> web.Response:
         return _error(404, "not_found", "no such conversation (deleted, or never existed)")
     await audit(admin.server, request["staff"], "conversation_deleted", conversation_id, "on request")
     return _json({"deleted": conversation_id})
+
+
+@admin_api
+async def change_keep(request: web.Request) -> web.Response:
+    """POST /admin/api/changes/{id}/keep {"reason"}: keep an example from the inbox after its
+    conversation is deleted (an explicit decision, recorded and audited)."""
+    admin = _admin(request)
+    change_id = _int(request.match_info["id"], "change")
+    body = await _body(request)
+    try:
+        await admin.retention.keep_example(change_id, request["staff"], body.get("reason", ""))
+    except ValueError as exc:
+        return _error(400, "invalid_input", str(exc))
+    except LookupError as exc:
+        return _error(404, "not_found", str(exc))
+    await audit(admin.server, request["staff"], "example_kept", None, f"change {change_id}")
+    return _json({"kept": change_id})
 
 
 def add_routes(app: web.Application) -> None:
@@ -335,6 +364,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/admin/api/models", models_get)
     r.add_post("/admin/api/models/{name}/activate", activate_post)
     r.add_get("/admin/api/inbox", inbox_get)
+    r.add_post("/admin/api/changes/{id}/keep", change_keep)
     r.add_post("/admin/api/inbox/assign", inbox_assign)
     r.add_post("/admin/api/inbox/dismiss", inbox_dismiss)
     r.add_post("/admin/api/inbox/restore", inbox_restore)

@@ -173,3 +173,49 @@ def all_session_storage(page: Page) -> str:
     """Every key and value of the page's sessionStorage, as one text."""
     return page.evaluate("""() => Object.keys(sessionStorage)
       .map((k) => k + '=' + sessionStorage.getItem(k)).join('\\n')""")
+
+
+# --- the second factor of staff sign-in ----------------------------------------------------
+
+# The tests' authenticator app: the TOTP secret each account enrolled (by server URL and
+# username), and the last time step each secret used (the server takes a step only once).
+TOTP_SECRETS: dict[tuple[str, str], str] = {}
+_LAST_STEP: dict[str, int] = {}
+
+
+def next_totp_code(secret: str) -> str:
+    """The authenticator's code, for a time step not used yet (one step ahead is accepted)."""
+    import time
+    from datetime import datetime, timezone
+
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    while True:
+        step = totp.timecode(datetime.now(timezone.utc))
+        for candidate in (step, step + 1):
+            if candidate > _LAST_STEP.get(secret, -1):
+                _LAST_STEP[secret] = candidate
+                return totp.generate_otp(candidate)
+        time.sleep(1)
+
+
+def second_factor(page: Page, base_url: str, username: str) -> list[str]:
+    """After the password: enrol (the first time: the secret shown as text goes into the
+    "app", the recovery codes page is passed) or give the code. The recovery codes, if shown."""
+    import re
+
+    expect(page).to_have_url(re.compile(r"/login/(enrol|second-factor)"))
+    codes: list[str] = []
+    if "/login/enrol" in page.url:
+        secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+        TOTP_SECRETS[(base_url, username)] = secret
+        page.locator("#code").fill(next_totp_code(secret))
+        page.locator("#code").press("Enter")
+        expect(page.locator("#continue")).to_be_visible()
+        codes = page.locator(".recovery-codes li").all_inner_texts()
+        page.locator("#continue").click()
+    else:
+        page.locator("#code").fill(next_totp_code(TOTP_SECRETS[(base_url, username)]))
+        page.locator("#code").press("Enter")
+    return codes

@@ -27,7 +27,9 @@ from playwright.sync_api import Page, expect
 from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
-from .helpers import assert_no_horizontal_scroll, run_axe, save_screenshot
+from .helpers import (
+    TOTP_SECRETS, assert_no_horizontal_scroll, next_totp_code, run_axe, save_screenshot, second_factor,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +75,7 @@ def sign_in(page: Page, server: ChatServerProcess, section: str = "content") -> 
     page.get_by_label("Käyttäjätunnus").fill(USERNAME)
     page.get_by_label("Salasana").fill(PASSWORD)
     page.get_by_role("button", name="Kirjaudu").click()
+    second_factor(page, server.url, USERNAME)
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     if section != "content":
         page.goto(f"{server.url}/admin#{section}")
@@ -300,3 +303,36 @@ def test_facts_page_lists_what_to_fill_first_and_the_coming_closures(new_page, a
     attention.locator("li[data-fact='polku_phone'] a").click()
     expect(page.locator("#fact-polku_phone-heading")).to_be_focused()
     assert run_axe(page) == []
+
+def test_exporting_a_conversation_asks_for_the_code_again(new_page, rasa_url, tmp_path):
+    """A sensitive action after POLKU_STAFF_REAUTH_MINUTES: the page asks for the
+    authenticator's code in a dialog, refuses a wrong one, and goes on with the right one."""
+    server = ChatServerProcess(tmp_path / "reauth-chat", rasa_url, POLKU_STAFF_REAUTH_MINUTES=str(3 / 60))
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "chat_server", "users", "create", "--username", USERNAME,
+         "--display-name", "Testi Ylläpitäjä", "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n", text=True, capture_output=True, cwd=PROJECT_ROOT, env=server.env, timeout=60)
+    assert created.returncode == 0, created.stderr
+    server.start()
+    try:
+        page = new_page(bypass_csp=True)  # axe is injected
+        sign_in(page, server, "retention")
+        page.wait_for_timeout(3500)  # past the re-authentication window
+        page.get_by_label("Keskustelun tunniste (numero)").fill("999999")
+        page.get_by_role("button", name="Vie tiedot").click()
+        dialog = page.get_by_role("dialog", name="Vahvista henkilöllisyytesi")
+        expect(dialog).to_be_visible()
+        code = page.get_by_label("Vahvistuskoodi")
+        expect(code).to_be_focused()
+        assert run_axe(page) == []
+        code.fill("000000")
+        page.get_by_role("button", name="Vahvista", exact=True).click()
+        expect(dialog.get_by_role("alert")).to_contain_text("Koodi ei kelpaa")
+        code.fill(next_totp_code(TOTP_SECRETS[(server.url, USERNAME)]))
+        page.get_by_role("button", name="Vahvista", exact=True).click()
+        expect(dialog).to_be_hidden()
+        # The export went ahead after the code: the server looked and found no such conversation.
+        expect(page.get_by_text("Keskustelua ei löytynyt.")).to_be_visible()
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
 from .helpers import (
-    assert_no_horizontal_scroll, open_demo, open_with_keyboard, run_axe, save_screenshot, send_with_enter,
+    assert_no_horizontal_scroll, open_demo, open_with_keyboard, run_axe, save_screenshot, second_factor, send_with_enter,
     wait_for_welcome,
 )
 
@@ -54,6 +54,7 @@ def sign_in(page, base_url: str, username: str = "anna") -> None:
     page.get_by_label("Käyttäjätunnus").fill(username)
     page.get_by_label("Salasana").fill(PASSWORD)
     page.get_by_label("Salasana").press("Enter")
+    second_factor(page, base_url, username)
     expect(page).to_have_url(re.compile(r"/console$"))
     expect(page.locator("#connection-status")).to_have_attribute("data-state", "connected")
 
@@ -327,3 +328,68 @@ def test_focus_stays_put_while_the_queue_and_my_chats_change(new_page, console_s
     finally:
         for client in residents:
             client.disconnect()
+
+
+def test_a_password_alone_never_opens_the_console(new_page, console_server):
+    """The first sign-in enrols an authenticator (QR code and the key as text), a wrong code is
+    refused, and until the code is given the console and its socket stay shut."""
+    base = console_server.url
+    page = new_page(bypass_csp=True)  # axe is injected
+    page.goto(base + "/console")
+    page.get_by_label("Käyttäjätunnus").fill("ville")
+    page.get_by_label("Salasana").fill(PASSWORD)
+    page.get_by_label("Salasana").press("Enter")
+    expect(page).to_have_url(re.compile(r"/login/(enrol|second-factor)"))
+    # The password alone: the console sends the browser back to the sign-in page.
+    other = page.context.new_page()
+    other.goto(base + "/console")
+    expect(other).to_have_url(re.compile(r"/login\?next="))
+    other.close()
+    if "/login/enrol" in page.url:
+        expect(page.get_by_role("img", name="QR-koodi todennussovellukselle")).to_be_visible()
+        expect(page.locator("#totp-secret")).to_have_text(re.compile(r"^([A-Z2-7]{4} ){7}[A-Z2-7]{4}$"))
+        assert run_axe(page) == []
+    page.get_by_label("Vahvistuskoodi").fill("000000")
+    page.get_by_role("button", name="Vahvista").click()
+    expect(page.get_by_role("alert")).to_contain_text("Koodi ei kelpaa")
+    assert page.evaluate("() => document.activeElement.id") == "login-error"
+    assert run_axe(page) == []
+    codes = second_factor(page, base, "ville")
+    if codes:
+        assert len(codes) == 10 and len(set(codes)) == 10
+    expect(page).to_have_url(re.compile(r"/console$"))
+    expect(page.locator("#connection-status")).to_have_attribute("data-state", "connected")
+
+
+def test_an_idle_console_warns_lets_the_user_stay_then_signs_out(new_page, widget_bundle, browser_rasa_url,
+                                                                  tmp_path):
+    """Idle timeout of 70 s: the warning comes a minute before (10 s in), "stay signed in"
+    starts the time again, and left alone the console ends on the sign-in page."""
+    server = ChatServerProcess(tmp_path / "idle-chat", browser_rasa_url, POLKU_STAFF_IDLE_MINUTES=str(70 / 60))
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_server", "users", "create", "--username", "anna", "--display-name", "Anna",
+         "--role", "counsellor", "--password-stdin"],
+        cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    server.start()
+    try:
+        page = new_page(bypass_csp=True)
+        sign_in(page, server.url)
+        dialog = page.get_by_role("alertdialog", name="Oletko vielä paikalla?")
+        expect(dialog).to_be_visible(timeout=30_000)
+        stay = page.get_by_role("button", name="Pysy kirjautuneena")
+        expect(stay).to_be_focused()
+        assert run_axe(page) == []
+        stay.click()
+        expect(dialog).to_be_hidden()
+        left = page.evaluate("() => fetch('/session').then(r => r.json())")["idle_secs_left"]
+        assert left > 60
+        # Left alone: the warning again, then the sign-in page with the reason.
+        expect(dialog).to_be_visible(timeout=30_000)
+        expect(page).to_have_url(re.compile(r"/login\?expired=1"), timeout=90_000)
+        expect(page.get_by_role("status")).to_contain_text("Istuntosi päättyi")
+        page.goto(server.url + "/console")
+        expect(page).to_have_url(re.compile(r"/login\?next="))
+    finally:
+        server.stop()

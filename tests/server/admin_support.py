@@ -13,6 +13,7 @@ from chat_server.admin import ADMIN_KEY, Admin
 from chat_server.auth import cookie_name
 from chat_server.models import Conversation, HandoffTransition, Message
 
+from .counsellor_helpers import full_sign_in
 from .helpers import RunningServer
 
 PASSWORD = "correct horse battery staple"
@@ -42,7 +43,7 @@ class AdminClient:
     @classmethod
     async def sign_in(cls, server: RunningServer, role: str = "admin") -> "AdminClient":
         user = await create_staff(server, role)
-        staff, token = await server.server.auth.sign_in(user.username, PASSWORD, "127.0.0.1")
+        staff, token = await full_sign_in(server.server.auth, user.username, PASSWORD)
         return cls(server, token, staff.csrf)
 
     async def close(self) -> None:

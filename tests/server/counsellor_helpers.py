@@ -3,7 +3,9 @@ sign-in form, CSRF) and their console's Socket.IO connection to "/counsellor".""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -13,6 +15,46 @@ from .helpers import EVENT_TIMEOUT_SECS, EventInbox, RunningServer
 
 PASSWORD = "oikein-hyvä-salasana-42"
 _CSRF_FIELD_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+_SECRET_RE = re.compile(r'id="totp-secret">([A-Z2-7 ]+)</code>')
+
+# The authenticator "app" of the tests: the TOTP secret each account enrolled (by
+# server URL and username), and the last time step each used (a code works once).
+TOTP_SECRETS: dict[tuple[str, str], str] = {}
+_LAST_STEP: dict[str, int] = {}
+
+
+async def next_code(secret: str) -> str:
+    """The code an authenticator shows, for a time step this secret has not used yet
+    (the server refuses a step twice; it accepts one step ahead)."""
+    import pyotp
+
+    totp = pyotp.TOTP(secret)
+    while True:
+        step = totp.timecode(datetime.now(timezone.utc))
+        last = _LAST_STEP.get(secret, -1)
+        for candidate in (step, step + 1):
+            if candidate > last:
+                _LAST_STEP[secret] = candidate
+                return totp.generate_otp(candidate)
+        await asyncio.sleep(1)
+
+
+def last_used_code(secret: str) -> str:
+    """The code this secret last gave (to try it again)."""
+    import pyotp
+
+    return pyotp.TOTP(secret).generate_otp(_LAST_STEP[secret])
+
+
+async def full_sign_in(auth: Any, username: str, password: str, address: str = "127.0.0.1") -> tuple[Any, str]:
+    """Password and second factor through StaffAuth itself (enrolling on the first sign-in):
+    (Staff, session token)."""
+    pending, _token = await auth.sign_in(username, password, address)
+    key = (str(id(auth)), username)
+    if not pending.enrolled:
+        TOTP_SECRETS[key] = await auth.enrolment_secret(pending)
+    staff, token, _codes = await auth.second_factor(pending, await next_code(TOTP_SECRETS[key]), address)
+    return staff, token
 
 
 async def create_staff(server: RunningServer, username: str, role: str = "counsellor",
@@ -40,14 +82,54 @@ class StaffBrowser:
             body = await response.text()
         return _CSRF_FIELD_RE.search(body).group(1)
 
-    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303) -> aiohttp.ClientResponse:
+    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303,
+                      second_factor: bool = True) -> aiohttp.ClientResponse:
+        """The sign-in form, then (when the password was right and ``second_factor``) the
+        second factor as a person does it: the enrolment page's secret into the
+        "authenticator" at the first sign-in, its code. ``expect`` is the password
+        step's status (303: on to the second factor); the answer returned is the
+        last one (the second factor's 303 to the page, with the session cookie)."""
+        response = await self.password_step(username, password)
+        assert response.status == expect, f"sign-in answered {response.status}, expected {expect}"
+        if response.status == 303 and second_factor:
+            done = await self.second_factor_step(username, response.headers["Location"])
+            assert done.status == 303, f"second factor answered {done.status}"
+            return done
+        return response
+
+    async def password_step(self, username: str, password: str = PASSWORD) -> aiohttp.ClientResponse:
         csrf = await self.login_form()
         async with self.http.post(self.url + "/login", allow_redirects=False, data={
                 "username": username, "password": password, "csrf_token": csrf, "next": "/console"}) as response:
             await response.read()
             self.last_response = response
-        assert response.status == expect, f"sign-in answered {response.status}, expected {expect}"
         return response
+
+    async def second_factor_step(self, username: str, location: str, code: str | None = None) -> aiohttp.ClientResponse:
+        """GET the second-factor (or enrolment) page, POST a code; the recovery codes page of an
+        enrolment is followed to its continue link (303-like: the answer's status is made 303)."""
+        async with self.http.get(self.url + location, allow_redirects=True) as page:
+            body = await page.text()
+            final = str(page.url)
+        csrf = _CSRF_FIELD_RE.search(body).group(1)
+        key = (self.url, username)
+        match = _SECRET_RE.search(body)
+        if match:
+            TOTP_SECRETS[key] = match.group(1).replace(" ", "")
+        if code is None:
+            code = await next_code(TOTP_SECRETS[key])
+        action = "/login/enrol" if "/login/enrol" in final else "/login/second-factor"
+        async with self.http.post(self.url + action, allow_redirects=False,
+                                  data={"csrf_token": csrf, "code": code, "next": "/console"}) as response:
+            text = await response.text()
+            self.last_response = response
+            self.recovery_codes = re.findall(r"<li>([a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4})</li>", text)
+        if response.status == 200 and self.recovery_codes:
+            # The recovery codes page: signed in; its button goes on to the page asked for.
+            link = re.search(r'href="([^"]+)" id="continue"', text).group(1)
+            return _Answer(303, {"Location": link}, response.cookies, text)
+        return response
+
 
     def cookie(self, name: str) -> str | None:
         for morsel in self.http.cookie_jar:
@@ -142,3 +224,13 @@ async def conversation_id_of(server: RunningServer, resident) -> int:
 def skip_pending(client) -> None:
     """Forget what a (resident or console) client has received so far: next() waits for new events."""
     client._taken.update(range(len(client.received)))
+
+
+class _Answer:
+    """What a followed page amounts to: a status, headers, cookies and text, like a response."""
+
+    def __init__(self, status: int, headers: dict, cookies: Any, text: str) -> None:
+        self.status, self.headers, self.cookies, self._text = status, headers, cookies, text
+
+    async def text(self) -> str:
+        return self._text

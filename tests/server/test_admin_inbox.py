@@ -241,3 +241,34 @@ async def test_guesses_missing_from_storage_are_asked_a_few_at_a_time(launch, sq
         assert nlu.calls == len(texts)
     finally:
         await admin.close()
+
+
+class FlakyNlu(ScriptedNlu):
+    """Rasa that is down for the texts in ``down``."""
+
+    down = {"voinko saada tukea vuokraan", "miten haen asumistukea"}
+
+    async def parse(self, text: str) -> NluResult:
+        from bot.nlu import NluUnavailable
+
+        if text in self.down:
+            raise NluUnavailable("Rasa at scripted did not answer: ClientConnectorError")
+        return await super().parse(text)
+
+
+async def test_a_rasa_outage_is_not_counted_as_not_understood(launch, sqlite_settings, training_copy, connect):
+    bot = Bot(Content.load(training_copy), FlakyNlu(), fallback_threshold=0.4)
+    server = await launch(sqlite_settings, bot=bot, POLKU_TRAINING_DATA_DIR=str(training_copy))
+    admin = await AdminClient.sign_in(server)
+    try:
+        ids = await chat(server, connect, [*sorted(FlakyNlu.down), "paljonko on asumistuki"])
+        rows = dict((mid, (intent, confidence)) for mid, intent, confidence in await server.sql(
+            "SELECT id, intent, confidence FROM messages WHERE sender = 'resident'"))
+        for text in FlakyNlu.down:  # marked as unread, apart from what the model did not understand
+            assert rows[ids[text]] == ("nlu_unavailable", None)
+        assert rows[ids["paljonko on asumistuki"]][0] == "nlu_fallback"
+        inbox = await admin.get("/admin/api/inbox")
+        texts = {item["text"] for group in inbox["groups"] for item in group["items"]}
+        assert texts == {"paljonko on asumistuki"} and inbox["total"] == 1
+    finally:
+        await admin.close()

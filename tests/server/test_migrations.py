@@ -23,8 +23,8 @@ import chat_server.staff_models  # noqa: F401  (the counsellor tables join Base.
 TABLES = {"conversations", "messages", "handoff_transitions", "alembic_version"}
 ADMIN_TABLES = {"admin_content_changes", "admin_training_runs", "admin_bot_models",
                 "admin_model_activations", "message_intent_guesses", "admin_inbox_decisions",
-                "stats_daily", "admin_retention_runs"}
-STAFF_TABLES = {"staff_users", "staff_sessions", "audit_log", "callback_requests",
+                "stats_daily", "admin_retention_runs", "admin_kept_examples"}
+STAFF_TABLES = {"staff_users", "staff_sessions", "staff_recovery_codes", "staff_sso_states", "audit_log", "callback_requests",
                 "conversation_notes", "conversation_tags"}
 
 

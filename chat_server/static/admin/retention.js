@@ -48,8 +48,15 @@ export async function render(view) {
     const cid = id();
     if (!cid) return;
     let response;
+    const get = () => fetch(`/admin/api/conversations/${cid}/export`, { credentials: "same-origin" });
     try {
-      response = await fetch(`/admin/api/conversations/${cid}/export`, { credentials: "same-origin" });
+      response = await get();
+      if (response.status === 401 && window.polkuSession
+          && (await response.clone().json().catch(() => ({}))).error === "reauth_required") {
+        // Exporting needs the authenticator's code again (session.js asks for it).
+        if (!(await window.polkuSession.reauthenticate())) return;
+        response = await get();
+      }
     } catch (error) {
       announce(t("networkError"), "error");
       return;

@@ -56,6 +56,7 @@ export class ApiError extends Error {
   /** What to tell the admin, in their language. */
   get text() {
     if (this.status === 0) return t("networkError");
+    if (this.status === 401 && this.data && this.data.error === "reauth_required") return t("failed");
     if (this.status === 401) return t("signedOut");
     if (this.status === 403) return t("forbidden");
     if (this.data.error === "conflict") {
@@ -70,7 +71,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
+export async function api(method, path, body, retried = false) {
   const headers = { Accept: "application/json" };
   const options = { method, headers, credentials: "same-origin" };
   if (method !== "GET") {
@@ -86,6 +87,11 @@ export async function api(method, path, body) {
   }
   let data = null;
   if ((response.headers.get("Content-Type") || "").includes("application/json")) data = await response.json();
+  if (response.status === 401 && data && data.error === "reauth_required" && !retried && window.polkuSession) {
+    // The most sensitive actions need the authenticator's code again (session.js asks for it).
+    if (await window.polkuSession.reauthenticate()) return api(method, path, body, true);
+    throw new ApiError(401, data);
+  }
   if (response.status === 401) {
     window.location.assign(`/login?next=${encodeURIComponent("/admin" + window.location.hash)}`);
   }
