@@ -58,8 +58,9 @@ def _first_sentence(text: str) -> str:
 
 def test_each_kind_of_crisis_gets_its_own_answer_and_the_front_of_the_queue(new_page, crisis_server):
     base = crisis_server.url
-    # Someone who asked for a person before any of the three.
-    waiting, _ = socket_resident(base, "haluan puhua ihmisen kanssa", "normal-1")
+    # Someone who chose to wait in the queue for a person before any of the three (nobody is
+    # online: the bot offers the queue, and the resident takes it).
+    waiting, _ = socket_resident(base, "/join_queue", "normal-1")
     try:
         pages = []
         for text, language, answer in RESIDENTS:

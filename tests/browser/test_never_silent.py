@@ -90,7 +90,8 @@ def _ask_for_a_person(page, request_text: str, button: str, answered) -> None:
 
 
 @pytest.mark.parametrize("lang", ["fi", "sv", "en"])
-def test_no_counsellor_today_one_honest_message_and_the_bot_keeps_answering(page, closed_server, lang):
+def test_no_counsellor_today_one_honest_message_and_the_bot_keeps_answering(new_page, closed_server, lang):
+    page = new_page(bypass_csp=True)  # the demo page allows only its own scripts; axe is injected
     switcher, request_text, counsellor_button, honest, callback, follow_up = LANGUAGES[lang]
     open_demo(page, closed_server.url)
     open_with_keyboard(page)
