@@ -413,7 +413,7 @@ async def test_faults_under_load(parts, tmp_path):
         for i in range(QUEUED):
             resident = Resident(f"q{i}", [a.url, b.url] if i % 2 == 0 else [b.url, a.url], f"10.2.0.{i + 1}")
             await resident.connect()
-            await resident.say("/request_counsellor")
+            await resident.say("/join_queue")  # nobody online, chat hours: the resident chooses to wait
             queued.append(resident)
         await queued[-1].say("en jaksa enää elää")
         expected = [queued[-1], *queued[:-1]]
