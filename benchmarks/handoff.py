@@ -15,7 +15,7 @@ each, and the database must agree.
 
 Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (or
 HANDOFF_BENCH_PG_DSN / HANDOFF_BENCH_REDIS_URL). Rasa is not needed: the
-resident asks for a person with the /request_counsellor button payload.
+resident joins the queue with the /join_queue button payload.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ async def _resident(url: str) -> tuple[socketio.AsyncClient, Inbox, str]:
     await sio.connect(url, transports=["websocket"], wait_timeout=EVENT_TIMEOUT_SECS)
     await sio.emit("session_request", {"session_id": None, "language": "fi"})
     session_id, _ = await inbox.wait("session_confirm")
-    await sio.emit("user_uttered", {"message": "/request_counsellor", "session_id": session_id,
+    # /join_queue: queued whether or not a counsellor is online yet (chat always open here).
+    await sio.emit("user_uttered", {"message": "/join_queue", "session_id": session_id,
                                     "customData": {"language": "fi", "client_id": secrets.token_hex(8)}})
     await inbox.wait("handoff_state", lambda p: p["state"] in ("queued", "unavailable"))
     return sio, inbox, session_id
