@@ -48,12 +48,28 @@ def test_no_example_is_in_two_intents(content):
                 assert owner.setdefault(key, intent) == intent, f"{example!r} in {owner[key]} and {intent}"
 
 
+def _evaluation_set(name):
+    return yaml.safe_load((PROJECT_ROOT / "tests" / "data" / name).read_text(encoding="utf-8"))
+
+
 def test_heldout_set_is_apart_from_training(content):
     trained = {_norm(e) for e in content.example_texts()}
-    heldout = yaml.safe_load((PROJECT_ROOT / "tests" / "data" / "heldout.yml").read_text(encoding="utf-8"))
+    heldout = _evaluation_set("heldout.yml")
     leaked = [item["text"] for item in heldout if _norm(item["text"]) in trained]
     assert not leaked, f"held-out messages found in training data: {leaked}"
     assert {item["intent"] for item in heldout} == set(CONTRACT_INTENTS)
+
+
+def test_paraphrase_set_is_apart_from_training_and_heldout(content):
+    """tests/data/paraphrases.yml, the extra evaluation set of the weak areas, is neither trained on nor
+    taken from the held-out set; every entry names a known intent and language."""
+    trained = {_norm(e) for e in content.example_texts()}
+    heldout = {_norm(item["text"]) for item in _evaluation_set("heldout.yml")}
+    paraphrases = _evaluation_set("paraphrases.yml")
+    assert {item["lang"] for item in paraphrases} == {"fi", "sv", "en"}
+    assert {item["intent"] for item in paraphrases} <= set(CONTRACT_INTENTS)
+    leaked = [item["text"] for item in paraphrases if _norm(item["text"]) in trained | heldout]
+    assert not leaked, f"paraphrases found in training data or the held-out set: {leaked}"
 
 
 def test_training_data_holds_no_personal_data(content):
