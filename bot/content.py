@@ -37,7 +37,8 @@ CONTRACT_INTENTS: tuple[str, ...] = (
     "income_support_basic", "income_support_supplementary", "housing_allowance",
     "housing_problem", "unemployment", "debt_counselling", "kela_application_help",
     "social_rehabilitation", "substance_use", "mental_health", "youth_services",
-    "family_services", "become_client", "polku_contact", "request_counsellor",
+    "family_services", "become_client", "polku_contact", "own_worker", "appeal_decision",
+    "child_welfare_notice", "request_counsellor",
     "crisis", "out_of_scope",
 )
 SMALL_TALK_INTENTS = frozenset({"greet", "goodbye", "thanks", "affirm", "deny", "bot_challenge"})
