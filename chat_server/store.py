@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
+from asyncpg.exceptions import (CannotConnectNowError, InterfaceError as AsyncpgInterfaceError,
+                                 PostgresConnectionError)
 from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -48,7 +50,10 @@ def _is_backend_failure(exc: BaseException) -> bool:
     # IntegrityError is our input meeting a constraint (a resent message), not an outage.
     if isinstance(exc, IntegrityError):
         return False
-    return isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError))
+    # asyncpg raises its own connection errors unwrapped when a new connection is refused (PostgreSQL
+    # starting up or shutting down: CannotConnectNowError) or an open one is gone.
+    return isinstance(exc, (SQLAlchemyError, OSError, asyncio.TimeoutError, CannotConnectNowError,
+                            PostgresConnectionError, AsyncpgInterfaceError))
 
 
 def message_row(conversation_id: int, *, sender: str, text: str, created_at: datetime,

@@ -99,3 +99,17 @@ async def test_logs_hold_no_message_text_or_session_id(resident, caplog):
     assert "resident message" in text
     for leak in ("salainen", "7654321", resident.session_id, "xxxxxxxx"):
         assert leak not in text
+
+
+def test_asyncpg_connection_errors_count_as_a_database_outage():
+    # Seen in the fault test: PostgreSQL coming back refuses connections with asyncpg's own
+    # CannotConnectNowError, unwrapped by SQLAlchemy; it was logged as an unexpected ERROR.
+    from asyncpg.exceptions import CannotConnectNowError, ConnectionDoesNotExistError
+    from sqlalchemy.exc import IntegrityError
+
+    from chat_server.store import _is_backend_failure
+
+    assert _is_backend_failure(CannotConnectNowError("the database system is starting up"))
+    assert _is_backend_failure(ConnectionDoesNotExistError("connection was closed"))
+    assert not _is_backend_failure(IntegrityError("INSERT", {}, Exception("duplicate")))
+    assert not _is_backend_failure(ValueError("a bug, not an outage"))
