@@ -176,6 +176,8 @@ def chat_server_env(data_dir: Path, rasa_url: str, origin: str, **extra: str) ->
         "POLKU_ALLOWED_ORIGINS": origin,
         "POLKU_RATE_SESSION_PER_MIN": "1000000",
         "POLKU_RATE_ADDRESS_PER_MIN": "1000000000",
+        "POLKU_SOCKETS_PER_ADDRESS": "1000000",
+        "POLKU_QUEUED_PER_ADDRESS": "1000000",
         "POLKU_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     })

@@ -13,6 +13,13 @@ Then COUNSELLORS counsellors (half on each process) all click "take" on the
 same queued chat at the same moment, for several chats: exactly one may win
 each, and the database must agree.
 
+Then the queue's fan-out: QUEUE residents wait in the queue (half on each
+process) while CONSOLES consoles are connected, and the front of the queue is
+picked up, new residents join and some leave. Printed: the time, the server
+processes' CPU, and the events and bytes the residents and consoles received
+for those queue changes (every queue change used to reach every queued
+resident and send a whole snapshot to every console: O(queue²)).
+
 Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (or
 HANDOFF_BENCH_PG_DSN / HANDOFF_BENCH_REDIS_URL). Rasa is not needed: the
 resident joins the queue with the /join_queue button payload.
@@ -21,6 +28,7 @@ resident joins the queue with the /join_queue button payload.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -57,6 +65,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=200, help="untimed messages first (default 200)")
     parser.add_argument("--counsellors", type=int, default=20, help="counsellors clicking at once (default 20)")
     parser.add_argument("--races", type=int, default=10, help="chats raced for (default 10)")
+    parser.add_argument("--queue", type=int, default=500, help="queued residents of the fan-out (default 500)")
+    parser.add_argument("--queue-consoles", type=int, default=5, help="consoles connected meanwhile (default 5)")
+    parser.add_argument("--queue-changes", type=int, default=30,
+                        help="queue changes timed: pick-ups, joins and leaves in turn (default 30)")
+    parser.add_argument("--only-queue", action="store_true", help="only the queue fan-out")
 
 
 class Inbox:
@@ -199,6 +212,144 @@ async def _races(a: ChatServerProcess, b: ChatServerProcess, counsellors: int, r
     return races, single, winners_per_chat
 
 
+class Traffic:
+    """What a set of sockets received: events and bytes (the payload as JSON), by event."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+        self.last = time.perf_counter()
+
+    def record(self, event: str, payload: object) -> None:
+        self.events[event] = self.events.get(event, 0) + 1
+        self.bytes[event] = self.bytes.get(event, 0) + len(json.dumps(payload, separators=(",", ":")))
+        self.last = time.perf_counter()
+
+    def total(self) -> tuple[int, int]:
+        return sum(self.events.values()), sum(self.bytes.values())
+
+    def reset(self) -> None:
+        self.events.clear()
+        self.bytes.clear()
+
+    async def quiet(self, secs: float = 1.0, limit_secs: float = 120.0) -> float:
+        """Wait until nothing arrived for ``secs``; the time the last event arrived."""
+        deadline = time.perf_counter() + limit_secs
+        while time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+            if time.perf_counter() - self.last >= secs:
+                break
+        return self.last
+
+
+def _cpu_secs(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def _queued(url: str, traffic: Traffic) -> tuple[socketio.AsyncClient, str]:
+    """A resident who asked for a person, counted in ``traffic`` from then on."""
+    sio = socketio.AsyncClient(reconnection=False)
+    inbox = Inbox()
+    counting = False
+
+    def on_any(event: str, *args: object) -> None:
+        payload = args[0] if args else None
+        inbox.record(event, payload)
+        if counting:
+            traffic.record(event, payload)
+
+    sio.on("*", on_any)
+    await sio.connect(url, transports=["websocket"], wait_timeout=EVENT_TIMEOUT_SECS)
+    await sio.emit("session_request", {"session_id": None, "language": "fi"})
+    session_id, _ = await inbox.wait("session_confirm")
+    counting = True
+    await sio.emit("user_uttered", {"message": "/request_counsellor", "session_id": session_id,
+                                    "customData": {"language": "fi", "client_id": secrets.token_hex(8)}})
+    await inbox.wait("handoff_state", lambda p: p["state"] in ("queued", "unavailable"))
+    return sio, session_id
+
+
+async def _queue_fanout(a: ChatServerProcess, b: ChatServerProcess, size: int, consoles_n: int,
+                        changes: int) -> None:
+    residents_traffic, consoles_traffic = Traffic(), Traffic()
+    async with aiohttp.ClientSession() as http:
+        consoles = [await _console(http, (a if i % 2 else b).url, f"c{i:02d}") for i in range(consoles_n)]
+    for console in consoles:
+        console.on("*", lambda event, *args: consoles_traffic.record(event, args[0] if args else None),
+                   namespace="/counsellor")
+    pids = [a.pid, b.pid]
+    residents: list[tuple[socketio.AsyncClient, str]] = []
+    gate = asyncio.Semaphore(16)
+
+    async def join(i: int) -> None:
+        async with gate:
+            residents.append(await _queued((a if i % 2 else b).url, residents_traffic))
+
+    def line(what: str, started: float, ended: float, cpu: float, n: int) -> None:
+        r_events, r_bytes = residents_traffic.total()
+        c_events, c_bytes = consoles_traffic.total()
+        print(f"  {what}: {ended - started:.2f} s wall, {cpu:.2f} s server CPU; residents got {r_events:,} "
+              f"events ({r_bytes / 1e6:.2f} MB), consoles {c_events:,} ({c_bytes / 1e6:.2f} MB); "
+              f"per change {(r_events + c_events) / max(n, 1):,.0f} events, "
+              f"{(r_bytes + c_bytes) / max(n, 1) / 1e3:,.1f} KB")
+    try:
+        print(f"Queue fan-out: {size} residents queued (half on each process), {consoles_n} consoles "
+              f"connected (PostgreSQL + Redis):")
+        cpu0, started = _cpu_secs(pids), time.perf_counter()
+        await asyncio.gather(*(join(i) for i in range(size)))
+        ended = max(await residents_traffic.quiet(), consoles_traffic.last)
+        line(f"filling the queue to {size} ({size} joins)", started, ended, _cpu_secs(pids) - cpu0, size)
+        lost = sum(1 for sio, _ in residents if not sio.connected)
+        if lost:
+            print(f"  {lost} of {size} residents lost their socket meanwhile (pings unanswered: servers overloaded)")
+
+        residents_traffic.reset()
+        consoles_traffic.reset()
+        hello = await _call(consoles[0], "hello", {})
+        print(f"  a console's hello: {len(json.dumps(hello['queue'])) / 1e3:,.1f} KB of queue, "
+              f"{len(hello['queue']['conversations'])} conversations listed")
+        cpu0, started = _cpu_secs(pids), time.perf_counter()
+        done, failed = 0, []
+        for i in range(changes):
+            kind = i % 3
+            try:
+                if kind == 0:  # the front is picked up
+                    queue = (await _call(consoles[0], "hello", {}))["queue"]["conversations"]
+                    answer = await _call(consoles[i % consoles_n], "pick_up",
+                                         {"conversation_id": queue[0]["conversation_id"]})
+                    assert answer["ok"], answer
+                elif kind == 1:  # a new resident joins at the end
+                    residents.append(await _queued((a if i % 2 else b).url, residents_traffic))
+                else:  # someone in the middle (still connected) leaves
+                    connected = [r for r in residents if r[0].connected]
+                    if not connected:
+                        continue
+                    sio, session_id = connected[len(connected) // 2]
+                    await sio.emit("leave_queue", {"session_id": session_id})
+                    residents.remove((sio, session_id))
+                    await sio.disconnect()
+            except (socketio.exceptions.SocketIOError, TimeoutError) as exc:
+                failed.append(f"{('pick-up', 'join', 'leave')[kind]}: {type(exc).__name__}")
+                continue
+            done += 1
+            await asyncio.sleep(0.05)
+        if failed:
+            print(f"  {len(failed)} changes failed (no answer in {EVENT_TIMEOUT_SECS:.0f} s): {failed[:5]}")
+        ended = max(await residents_traffic.quiet(), consoles_traffic.last)
+        line(f"{done} changes (pick up the front, join, leave from the middle, in turn)", started, ended,
+             _cpu_secs(pids) - cpu0, done)
+    finally:
+        await asyncio.gather(*(sio.disconnect() for sio, _ in residents), return_exceptions=True)
+        for console in consoles:
+            await console.disconnect()
+
+
 def main(args) -> None:
     name = "polku_bench_" + secrets.token_hex(5)
     prefix = f"polkubench:{secrets.token_hex(4)}:"
@@ -211,7 +362,9 @@ def main(args) -> None:
            "POLKU_DATA_DIR": str(tmp), "POLKU_RASA_URL": f"http://127.0.0.1:{free_port()}",
            "POLKU_CHAT_ALWAYS_OPEN": "1", "POLKU_LOG_LEVEL": "WARNING",
            "POLKU_LOGIN_RATE_ADDRESS_PER_MIN": "1000", "POLKU_RATE_ADDRESS_PER_MIN": "100000",
-           "POLKU_RATE_SESSION_PER_MIN": "100000"}
+           "POLKU_RATE_SESSION_PER_MIN": "100000",
+           # every simulated resident comes from 127.0.0.1
+           "POLKU_SOCKETS_PER_ADDRESS": "100000", "POLKU_QUEUED_PER_ADDRESS": "100000"}
     a = ChatServerProcess(env, tmp / "a.log")
     b = ChatServerProcess(env, tmp / "b.log")
     try:
@@ -219,8 +372,11 @@ def main(args) -> None:
         a.wait_ready()  # migrates first; then the second finds the schema ready
         b.start()
         b.wait_ready()
-        asyncio.run(_create_users(Settings(environ=env), max(args.counsellors, 1)))
+        asyncio.run(_create_users(Settings(environ=env), max(args.counsellors, args.queue_consoles, 1)))
 
+        if getattr(args, "only_queue", False):
+            asyncio.run(_queue_fanout(a, b, args.queue, args.queue_consoles, args.queue_changes))
+            return
         samples, stopped = asyncio.run(_latency(a, b, args.messages, args.warmup))
         print(f"Counsellor message -> resident's socket, console on process A, resident on process B "
               f"(PostgreSQL + Redis), {len(samples)} of {args.messages} messages one at a time:")
@@ -238,6 +394,8 @@ def main(args) -> None:
               f"{races} chats:")
         print(f"  exactly one winner (and one transition in the database) for {single}/{races} chats; "
               f"double assignments: {doubles}; winners per chat: {winners}")
+        if args.queue > 0:
+            asyncio.run(_queue_fanout(a, b, args.queue, args.queue_consoles, args.queue_changes))
     finally:
         a.stop()
         b.stop()

@@ -114,6 +114,13 @@ _register("POLKU_RATE_SESSION_PER_MIN", int, 30,
           "Messages one resident conversation may send per minute before it is rate limited.")
 _register("POLKU_RATE_ADDRESS_PER_MIN", int, 120,
           "Messages one client address may send per minute, over all its conversations.")
+_register("POLKU_SOCKETS_PER_ADDRESS", int, 20,
+          "Resident sockets one client address may hold open at once, over every server process (a "
+          "further one is refused with too_many_connections). Generous: a library, shelter or family "
+          "behind one NAT shares an address.")
+_register("POLKU_QUEUED_PER_ADDRESS", int, 3,
+          "Conversations from one client address that may wait in the counsellor queue at once; a further "
+          "request for a person is refused with queue_limited. A crisis is never refused: it is always queued.")
 _register("POLKU_SESSION_TTL_HOURS", float, 24.0,
           "Hours after its last message that a resident session id can still resume its conversation.")
 _register("POLKU_TRUSTED_PROXIES", list, [],

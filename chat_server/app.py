@@ -29,8 +29,9 @@ from .events import Events
 from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
 from .presence import MemoryPresence, Presence, RedisPresence
-from .queue import HandoffQueue, MemoryQueue, QueueKeeper, RedisQueue
-from .ratelimit import MemoryCounter, RateLimits, RedisCounter, parse_trusted_proxies
+from .queue import HandoffQueue, MemoryQueue, MemoryTold, QueueKeeper, RedisQueue, RedisTold
+from .ratelimit import (MemoryCounter, MemorySocketCounter, RateLimits, RedisCounter, RedisSocketCounter,
+                        parse_trusted_proxies)
 from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
@@ -62,6 +63,7 @@ class ChatServer:
         self.handoff: Handoff | None = None
         self.resident: ResidentChannel | None = None
         self.counter = None
+        self.socket_counter: MemorySocketCounter | RedisSocketCounter | None = None
         self.auth: StaffAuth | None = None
         self.oidc: OidcClient | None = None  # single sign-on, when configured
         self.callbacks: Callbacks | None = None
@@ -80,8 +82,11 @@ class ChatServer:
             self.presence = RedisPresence(self.redis, settings.redis_prefix)
             # While Redis is away the limits count in this process (residents keep being answered).
             counter = FallbackCounter(RedisCounter(self.redis, settings.redis_prefix), MemoryCounter())
+            self.socket_counter = RedisSocketCounter(self.redis, settings.redis_prefix)
         else:
             self.queue, self.presence, counter = MemoryQueue(), MemoryPresence(), MemoryCounter()
+            self.socket_counter = MemorySocketCounter()
+        await self.socket_counter.start()
         if self._given_bot is not None:
             self.bot = self._given_bot
         else:
@@ -95,7 +100,9 @@ class ChatServer:
         self.handoff = Handoff(self.queue, self.presence, self.events, self.bot,
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
-                               is_open=self._chat_hours(), expected_soon=self._chat_expected_soon())
+                               is_open=self._chat_hours(), expected_soon=self._chat_expected_soon(),
+                               told=RedisTold(self.redis, settings.redis_prefix + "queue_told")
+                               if self.redis is not None else MemoryTold())
         self.auth = StaffAuth.from_settings(self.store, settings, redis=self.redis, counter=counter)
         self.oidc = OidcClient(settings, self.store) if settings.oidc_issuer else None
         self.callbacks = Callbacks(self.store, self.events)
@@ -105,7 +112,9 @@ class ChatServer:
             trusted_proxies=self.trusted_proxies, max_message_chars=settings.max_message_chars,
             session_ttl_hours=settings.session_ttl_hours,
             history_max_messages=settings.history_max_messages,
-            default_language=settings.default_language, callbacks=self.callbacks)
+            default_language=settings.default_language, callbacks=self.callbacks,
+            socket_counter=self.socket_counter, sockets_per_address=settings.sockets_per_address,
+            queued_per_address=settings.queued_per_address)
         self.resident.register()
         self.counsellor = CounsellorChannel(
             self.sio, settings=settings, store=self.store, handoff=self.handoff, events=self.events,
@@ -176,11 +185,15 @@ class ChatServer:
             await bounded("queue keeper", self.queue_keeper.stop())
         if self.counsellor is not None:
             await bounded("counsellor background work", self.counsellor.stop())
+        if self.handoff is not None:
+            await bounded("queue updates", self.handoff.close())
         manager = self.sio.manager
         if isinstance(manager, SocketIORedisManager):
             await bounded("Socket.IO Redis manager", manager.close())
         if self.bot is not None and self._given_bot is None:
             await bounded("bot", self.bot.close())
+        if self.socket_counter is not None:
+            await bounded("open socket counts", self.socket_counter.stop())
         if self.redis is not None:
             await bounded("Redis", self.redis.aclose())
         if self.store is not None:

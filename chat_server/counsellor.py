@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -65,6 +67,10 @@ OTHER_LABEL_MAX_CHARS = 80
 CLIENT_ID_MAX_CHARS = 64
 TRANSCRIPT_MAX_MESSAGES = 5000
 GRACE_SWEEP_MIN_SECS = 0.2
+# A console lists the front of the queue, at most this many (crisis chats come first, and
+# the front is what a counsellor picks up); the payload's "total" says how many wait in all.
+# A list of 500 was a 120 KB snapshot to every console at every change, and unusable.
+QUEUE_LISTED_MAX = 50
 # Tags a chat is closed with: the contract's topics (not the requests for a person) and "other".
 CLOSE_TAGS: tuple[str, ...] = tuple(t for t in TOPIC_INTENTS if t != "request_counsellor") + ("other",)
 
@@ -460,19 +466,25 @@ class CounsellorChannel:
         }
 
     async def queue_snapshot(self, ids: list[int] | None = None) -> dict[str, Any]:
+        """The front of the queue (QUEUE_LISTED_MAX conversations), how many wait in all
+        (``total``) and how many of them are crisis chats (``crisis_total``)."""
         if ids is None:
             ids = await self.handoff.queue.conversation_ids()
+        front = ids[:QUEUE_LISTED_MAX]
         rows: dict[int, Conversation] = {}
-        if ids:
+        if front:
             async with self.store.reading() as session:
                 result = await session.execute(select(Conversation).where(
-                    Conversation.id.in_(ids), Conversation.handoff_state == hs.QUEUED))
+                    Conversation.id.in_(front), Conversation.handoff_state == hs.QUEUED))
                 rows = {c.id: c for c in result.scalars().all()}
         entries = []
-        for cid in ids:
+        for position, cid in enumerate(front, start=1):
             if cid in rows:
-                entries.append(await self.summary(rows[cid], position=len(entries) + 1))
-        return {"conversations": entries, "time": iso_time(utcnow())}
+                entries.append(await self.summary(rows[cid], position=position))
+        crisis_total = await self.handoff.queue.crisis_count() if len(ids) > len(front) else sum(
+            1 for entry in entries if entry["crisis"])
+        return {"conversations": entries, "total": max(len(ids), len(entries)), "crisis_total": crisis_total,
+                "time": iso_time(utcnow())}
 
     async def assigned_to(self, staff: Staff) -> list[dict[str, Any]]:
         async with self.store.reading() as session:
@@ -483,7 +495,12 @@ class CounsellorChannel:
         return [await self.summary(c) for c in conversations]
 
     async def _on_queue_changed(self, ids: list[int]) -> None:
-        await self.events.console_queue(await self.queue_snapshot(ids))
+        """The consoles get the queue when what they show changed (whichever process sent it last)."""
+        snapshot = await self.queue_snapshot(ids)
+        shown = json.dumps({k: v for k, v in snapshot.items() if k != "time"}, sort_keys=True)
+        digest = hashlib.sha256(shown.encode()).hexdigest()
+        if await self.handoff.told.changed({hs.CONSOLES_TOLD: digest}):
+            await self.events.console_queue(snapshot)
 
     async def _on_state_changed(self, conversation: Conversation, from_state: str, to_state: str) -> None:
         """Every console learns who has the conversation now; consoles that may no longer read

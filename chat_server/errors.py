@@ -54,6 +54,19 @@ class UnknownEvent(ResidentError):
     code = "unknown_event"
 
 
+class TooManyConnections(ResidentError):
+    """The address already holds POLKU_SOCKETS_PER_ADDRESS resident sockets (refused at connect)."""
+
+    code = "too_many_connections"
+
+
+class QueueLimited(ResidentError):
+    """The address already has POLKU_QUEUED_PER_ADDRESS conversations waiting for a counsellor
+    (never raised for a crisis: a crisis is always queued)."""
+
+    code = "queue_limited"
+
+
 class CallbackInvalid(ResidentError):
     """A callback request without consent, or with a phone number or field that cannot be used."""
 
@@ -77,6 +90,7 @@ class BackendUnavailable(ServerBusy):
 ERROR_CODES: tuple[str, ...] = (
     MessageTooLong.code, RateLimited.code, UnknownSession.code,
     MalformedPayload.code, UnknownEvent.code, ServerBusy.code, CallbackInvalid.code,
+    TooManyConnections.code, QueueLimited.code,
 )
 
 

@@ -48,6 +48,25 @@ ERROR_TEXTS: dict[str, dict[str, str]] = {
         "sv": "Begäran om samtal kunde inte sparas. Kontrollera telefonnumret och ge ditt samtycke till att dina kontaktuppgifter används.",
         "en": "The call-back request could not be saved. Please check the phone number and give your consent to the use of your contact details.",
     },
+    "too_many_connections": {
+        "fi": "Samasta verkosta on juuri nyt auki liian monta chattia, joten tämä ei saanut yhteyttä. "
+              "Sulje muita chat-ikkunoita tai yritä hetken päästä uudelleen. Hätätilanteessa soita 112.",
+        "sv": "Det är för många chattar öppna från samma nätverk just nu, så den här fick ingen anslutning. "
+              "Stäng andra chattfönster eller försök igen om en stund. I en nödsituation ring 112.",
+        "en": "Too many chats are open from the same network right now, so this one could not connect. "
+              "Please close other chat windows or try again in a moment. In an emergency, call 112.",
+    },
+    "queue_limited": {
+        "fi": "Samasta verkosta odottaa jo useampi keskustelu ohjaajaa, joten tämä ei vielä päässyt jonoon. "
+              "Yritä uudelleen muutaman minuutin päästä. Voit sillä välin kysyä chatbotilta. "
+              "Hätätilanteessa soita 112.",
+        "sv": "Flera chattar från samma nätverk väntar redan på en rådgivare, så den här kom inte in i kön ännu. "
+              "Försök igen om några minuter. Under tiden kan du fråga chattboten. "
+              "I en nödsituation ring 112.",
+        "en": "Several chats from the same network are already waiting for a counsellor, so this one could not "
+              "join the queue yet. Please try again in a few minutes. Meanwhile you can ask the chatbot. "
+              "In an emergency, call 112.",
+    },
     "server_busy": {
         "fi": "Palvelussa on juuri nyt ruuhkaa. Yritä hetken päästä uudelleen. Hätätilanteessa soita 112.",
         "sv": "Tjänsten är överbelastad just nu. Försök igen om en stund. I en nödsituation ring 112.",

@@ -74,12 +74,58 @@ class HandoffQueue(Protocol):
         Only adds: another process may have queued a conversation whose
         transaction has not committed yet, and removing it would lose it."""
 
+    async def crisis_count(self) -> int:
+        """How many crisis conversations are queued (they are the first ones)."""
+
+    async def admit(self, owner: str, conversation_id: int, limit: int | None) -> bool:
+        """Count the (just queued) conversation as one of ``owner``'s (an address key), unless
+        ``owner`` already has ``limit`` others in the queue: then False, and nothing counted.
+        ``limit`` None always admits (a crisis). Conversations that left the queue no longer count."""
+
+
+_OWNERS_MAX = 10_000  # owners kept in memory before the ones with nothing queued are pruned
+_OWNER_TTL_MS = 24 * 3600 * 1000
+
+# Count the owner's conversations still in the queue (forgetting the others); admit
+# this one only under the limit (a negative limit: always).
+_ADMIT_LUA = """
+local members = redis.call('SMEMBERS', KEYS[1])
+local n = 0
+for _, member in ipairs(members) do
+  if member ~= ARGV[1] then
+    if redis.call('ZSCORE', KEYS[2], member) then
+      n = n + 1
+    else
+      redis.call('SREM', KEYS[1], member)
+    end
+  end
+end
+local limit = tonumber(ARGV[2])
+if limit >= 0 and n >= limit then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 
 class MemoryQueue:
     """The queue of a single process (no Redis configured)."""
 
     def __init__(self) -> None:
         self._scores: dict[int, int] = {}
+        self._owners: dict[str, set[int]] = {}
+
+    async def admit(self, owner: str, conversation_id: int, limit: int | None) -> bool:
+        others = {cid for cid in self._owners.get(owner, ()) if cid in self._scores and cid != conversation_id}
+        if limit is not None and len(others) >= limit:
+            self._owners[owner] = others
+            return False
+        self._owners[owner] = others | {conversation_id}
+        if len(self._owners) > _OWNERS_MAX:
+            self._owners = {o: ids for o, ids in self._owners.items() if ids & self._scores.keys()}
+        return True
 
     async def add(self, conversation_id: int, priority: str, queued_at: datetime) -> None:
         self._scores.setdefault(conversation_id, queue_score(priority, queued_at))
@@ -106,6 +152,10 @@ class MemoryQueue:
             await self.add(cid, priority, at)
         return added
 
+    async def crisis_count(self) -> int:
+        low, high = _class_range("crisis")
+        return sum(1 for score in self._scores.values() if low <= score <= high)
+
 
 class RedisQueue:
     """The queue shared by every process, as a Redis sorted set.
@@ -128,6 +178,15 @@ class RedisQueue:
         self._database_queue = database_queue
         # Queued by this process while Redis was away: id -> (score, monotonic time).
         self._unsynced: dict[int, tuple[int, float]] = {}
+        self._owner_prefix = f"{prefix}queued_by:"
+        self._admit = redis.register_script(_ADMIT_LUA)
+
+    async def admit(self, owner: str, conversation_id: int, limit: int | None) -> bool:
+        async with redis_errors():
+            admitted = await self._admit(keys=[self._owner_prefix + owner, self._key],
+                                         args=[str(conversation_id), -1 if limit is None else limit,
+                                               _OWNER_TTL_MS])
+        return bool(admitted)
 
     async def add(self, conversation_id: int, priority: str, queued_at: datetime) -> None:
         score = queue_score(priority, queued_at)
@@ -202,6 +261,17 @@ class RedisQueue:
             self.lost = True
             return None
         return _score_time(int(first[0][1]), priority) if first else None
+
+    async def crisis_count(self) -> int:
+        low, high = _class_range("crisis")
+        try:
+            async with redis_errors():
+                return int(await self._redis.zcount(self._key, low, high))
+        except BackendUnavailable:
+            if self._database_queue is None:
+                raise
+            self.lost = True
+            return sum(1 for _, priority, _ in await self._database_queue() if priority == "crisis")
 
     async def restore(self, entries: Iterable[tuple[int, str, datetime]]) -> list[int]:
         mapping = {str(cid): queue_score(priority, at) for cid, priority, at in entries}
@@ -339,3 +409,76 @@ class QueueKeeper:
             if strays:
                 log.warning("queue: removed %d conversation(s) the database has not as queued", len(strays))
                 await self._on_restored([])
+
+
+# --- what each queued resident and the consoles were last told ---------------------------
+
+# ARGV: field, value, field, value, ...; returns the fields whose value changed (and
+# records them).
+_TOLD_CHANGED_LUA = """
+local changed = {}
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    changed[#changed + 1] = ARGV[i]
+  end
+end
+redis.call('PEXPIRE', KEYS[1], 86400000)
+return changed
+"""
+
+# Keep only the given fields (the conversations still queued).
+_TOLD_KEEP_LUA = """
+local keep = {}
+for i = 1, #ARGV do keep[ARGV[i]] = true end
+for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if not keep[field] then redis.call('HDEL', KEYS[1], field) end
+end
+return 1
+"""
+
+
+class Told(Protocol):
+    """What was last sent, per field (a conversation id, or "consoles"), across every process:
+    a queue update goes only where it changes something."""
+
+    async def changed(self, values: dict[str, str]) -> list[str]:
+        """Record ``values``; the fields whose value differs from what was recorded (to send)."""
+
+    async def keep_only(self, fields: Iterable[str]) -> None:
+        """Forget every other field."""
+
+
+class MemoryTold:
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    async def changed(self, values: dict[str, str]) -> list[str]:
+        changed = [field for field, value in values.items() if self._values.get(field) != value]
+        self._values.update(values)
+        return changed
+
+    async def keep_only(self, fields: Iterable[str]) -> None:
+        keep = set(fields)
+        self._values = {k: v for k, v in self._values.items() if k in keep}
+
+
+class RedisTold:
+    def __init__(self, redis: aioredis.Redis, key: str) -> None:
+        self._key = key
+        self._changed = redis.register_script(_TOLD_CHANGED_LUA)
+        self._keep = redis.register_script(_TOLD_KEEP_LUA)
+
+    async def changed(self, values: dict[str, str]) -> list[str]:
+        if not values:
+            return []
+        args: list[str] = []
+        for field, value in values.items():
+            args += [field, value]
+        async with redis_errors():
+            changed = await self._changed(keys=[self._key], args=args)
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in changed]
+
+    async def keep_only(self, fields: Iterable[str]) -> None:
+        async with redis_errors():
+            await self._keep(keys=[self._key], args=list(fields))

@@ -1,15 +1,24 @@
 """Flood protection: sliding one-minute windows per resident session and per
-client address.
+client address, and the resident sockets each address holds open.
 
 Counted in Redis when it is configured, so a limit holds across every server
 process; in memory otherwise. Keys are hashes, so neither a session id nor an
 address is written anywhere, and they expire with the window.
+
+Open sockets are counted per address and per server process (a Redis hash
+whose fields are the processes), so the count of a process that died without
+closing its sockets is dropped as soon as its heartbeat key expires, instead
+of holding the address's places for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import ipaddress
+import logging
+import secrets
 import time
 import uuid
 from collections import deque
@@ -17,8 +26,10 @@ from typing import Mapping, Protocol, Sequence
 
 from redis import asyncio as aioredis
 
-from .errors import ConfigurationError, RateLimited
+from .errors import BackendUnavailable, ConfigurationError, RateLimited
 from .redis_backend import redis_errors
+
+log = logging.getLogger(__name__)
 
 RATE_WINDOW_SECS = 60.0
 _MEMORY_MAX_KEYS = 50_000  # prune idle windows beyond this many
@@ -41,6 +52,11 @@ return 1
 
 def _key(kind: str, value: str) -> str:
     return kind + ":" + hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:32]
+
+
+def address_key(kind: str, address: str) -> str:
+    """A key naming one client address for ``kind`` of count (a hash: the address is never stored)."""
+    return _key(kind, address)
 
 
 class Counter(Protocol):
@@ -98,6 +114,126 @@ class RateLimits:
     async def check_session(self, session_hash: str, client_id: str | None = None) -> None:
         if not await self._counter.hit(_key("session", session_hash), self._per_session):
             raise RateLimited("session", client_id=client_id)
+
+
+# --- Open sockets per address --------------------------------------------------------
+
+# Sum the live processes' sockets of the address (dropping the fields of processes
+# whose heartbeat key expired: they died without closing theirs); admit one more
+# only under the limit.
+_SOCKET_ACQUIRE_LUA = """
+local fields = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #fields, 2 do
+  local process = fields[i]
+  if process ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. process) == 0 then
+    redis.call('HDEL', KEYS[1], process)
+  else
+    total = total + tonumber(fields[i + 1])
+  end
+end
+if total >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+_SOCKET_RELEASE_LUA = """
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+SOCKET_PROCESS_TTL_SECS = 30.0
+SOCKET_HEARTBEAT_SECS = 10.0
+_SOCKET_KEY_TTL_MS = 24 * 3600 * 1000  # an address's hash outlives no socket by more than this
+
+
+class SocketCounter(Protocol):
+    async def acquire(self, address: str, limit: int) -> bool:
+        """Count one more open socket of ``address``; False (not counted) at the limit."""
+
+    async def release(self, address: str) -> None:
+        """One socket of ``address`` closed (only after an acquire that returned True)."""
+
+
+class MemorySocketCounter:
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    async def acquire(self, address: str, limit: int) -> bool:
+        key = address_key("sockets", address)
+        if self._open.get(key, 0) >= limit:
+            return False
+        self._open[key] = self._open.get(key, 0) + 1
+        return True
+
+    async def release(self, address: str) -> None:
+        key = address_key("sockets", address)
+        left = self._open.get(key, 0) - 1
+        if left > 0:
+            self._open[key] = left
+        else:
+            self._open.pop(key, None)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class RedisSocketCounter:
+    """Open sockets per address over every process: a hash per address, a field per process."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}sockets:"
+        self._alive_prefix = f"{prefix}sockets_process:"
+        self._process = secrets.token_hex(8)
+        self._acquire = redis.register_script(_SOCKET_ACQUIRE_LUA)
+        self._release = redis.register_script(_SOCKET_RELEASE_LUA)
+        self._task: asyncio.Task | None = None
+
+    async def _heartbeat_once(self) -> None:
+        async with redis_errors():
+            await self._redis.set(self._alive_prefix + self._process, "1",
+                                  px=int(SOCKET_PROCESS_TTL_SECS * 1000))
+
+    async def start(self) -> None:
+        with contextlib.suppress(BackendUnavailable):
+            await self._heartbeat_once()
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(SOCKET_HEARTBEAT_SECS)
+            try:
+                await self._heartbeat_once()
+            except BackendUnavailable as exc:
+                log.warning("socket count heartbeat failed: %s", exc.detail)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):  # this process's counts go with its heartbeat key
+            await self._redis.delete(self._alive_prefix + self._process)
+
+    async def acquire(self, address: str, limit: int) -> bool:
+        async with redis_errors():
+            admitted = await self._acquire(
+                keys=[self._prefix + address_key("a", address)],
+                args=[self._process, limit, self._alive_prefix, _SOCKET_KEY_TTL_MS])
+        return bool(admitted)
+
+    async def release(self, address: str) -> None:
+        async with redis_errors():
+            await self._release(keys=[self._prefix + address_key("a", address)], args=[self._process])
 
 
 # --- Client address ---------------------------------------------------------------

@@ -25,12 +25,13 @@ from bot.safety import crisis_check
 from bot.types import LANGUAGES, BotTurn, DialogueState
 
 from . import handoff as hs
-from .errors import MalformedPayload, MessageTooLong, ResidentError, ServerBusy, UnknownEvent, UnknownSession
+from .errors import (BackendUnavailable, MalformedPayload, MessageTooLong, QueueLimited, ResidentError, ServerBusy,
+                     TooManyConnections, UnknownEvent, UnknownSession)
 from .events import Events, conversation_room
 from .handoff import Handoff
 from .messages import error_text
 from .models import Conversation, Message, utcnow
-from .ratelimit import Network, RateLimits, client_address
+from .ratelimit import MemorySocketCounter, Network, RateLimits, SocketCounter, address_key, client_address
 from .sessions import hash_session_id, looks_like_session_id, mint_session_id
 from .store import (Store, Transaction, TurnChanges, insert_messages, is_expired, lock_state, message_row,
                     run_after_commit)
@@ -161,6 +162,24 @@ def check_typing(data: Any) -> tuple[str | None, bool]:
 
 # The bot's typing indicator shows only when its answer takes longer than this.
 BOT_TYPING_DELAY_SECS = 0.3
+# One socket's resident_typing reaches the consoles at most this often; what comes
+# faster is coalesced (the latest value is sent when the interval ends), and never
+# answered with an error per event. Our widget sends one every 3 s while typing.
+TYPING_MIN_INTERVAL_SECS = 1.0
+_ACCEPT_LANGUAGE_MAX_CHARS = 200
+
+
+def connect_language(auth: Any, headers: Any) -> str | None:
+    """The language a connecting widget speaks: its Socket.IO auth ``{"language"}``, else the
+    browser's Accept-Language (the first of fi, sv, en it names)."""
+    if isinstance(auth, dict) and _language(auth.get("language")):
+        return auth["language"]
+    accept = headers.get("Accept-Language", "") if headers is not None else ""
+    for part in str(accept)[:_ACCEPT_LANGUAGE_MAX_CHARS].split(","):
+        tag = part.split(";", 1)[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return None
 
 
 # --- per-socket state --------------------------------------------------------------
@@ -173,6 +192,10 @@ class SocketState:
     session_id: str | None = None  # kept in memory only, to echo it in `history`
     session_hash: str | None = None
     conversation_id: int | None = None
+    counted: bool = False  # counted in the address's open sockets (released at disconnect)
+    typing_next_at: float = 0.0  # loop time before which resident_typing is coalesced
+    typing_pending: bool | None = None  # the latest value coalesced, sent when the interval ends
+    typing_timer: asyncio.TimerHandle | None = None
 
 
 # --- a bot turn's rows (plain functions of a synchronous Connection: Store.run_write) -
@@ -220,7 +243,8 @@ class ResidentChannel:
     def __init__(self, sio: socketio.AsyncServer, *, store: Store, bot: Any, handoff: Handoff,
                  events: Events, limits: RateLimits, trusted_proxies: tuple[Network, ...],
                  max_message_chars: int, session_ttl_hours: float, history_max_messages: int,
-                 default_language: str, callbacks: Any = None) -> None:
+                 default_language: str, callbacks: Any = None, socket_counter: SocketCounter | None = None,
+                 sockets_per_address: int = 20, queued_per_address: int = 3) -> None:
         self.sio = sio
         self.callbacks = callbacks  # callbacks.Callbacks: the callback_request event
         self.store = store
@@ -233,6 +257,9 @@ class ResidentChannel:
         self.session_ttl_hours = session_ttl_hours
         self.history_max_messages = history_max_messages
         self.default_language = default_language
+        self.socket_counter = socket_counter or MemorySocketCounter()
+        self.sockets_per_address = sockets_per_address
+        self.queued_per_address = queued_per_address
         self.sockets: dict[str, SocketState] = {}
         # Orders the turns of one conversation whose tabs share this process
         # (one socket's own events are already handled in order).
@@ -349,11 +376,36 @@ class ResidentChannel:
         request = environ.get("aiohttp.request")
         peer = request.remote if request is not None else None
         headers = request.headers if request is not None else {}
-        self.sockets[sid] = SocketState(address=client_address(peer, headers, self.trusted_proxies))
+        address = client_address(peer, headers, self.trusted_proxies)
+        try:
+            counted = await self.socket_counter.acquire(address, self.sockets_per_address)
+        except BackendUnavailable as exc:
+            # Redis is down: let the resident in uncounted rather than lock everyone out.
+            log.warning("open sockets not counted: %s", exc.detail)
+            counted = None
+        if counted is False:
+            # Refused with the reason in the resident's language: the client's connect_error
+            # carries {"code", "message"} (docs/protocol.md).
+            log.info("refused a socket: the address holds %d already", self.sockets_per_address)
+            code = TooManyConnections.code
+            language = connect_language(auth, headers) or self.default_language
+            raise socketio.exceptions.ConnectionRefusedError(
+                code, {"code": code, "message": error_text(code, language, self.bot)})
+        self.sockets[sid] = SocketState(address=address, counted=bool(counted),
+                                        language=_language(auth.get("language")) if isinstance(auth, dict) else None)
         return True
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
-        self.sockets.pop(sid, None)
+        state = self.sockets.pop(sid, None)
+        if state is None:
+            return
+        if state.typing_timer is not None:
+            state.typing_timer.cancel()
+        if state.counted:
+            try:
+                await self.socket_counter.release(state.address)
+            except BackendUnavailable as exc:
+                log.warning("closed socket not uncounted: %s", exc.detail)
 
     # --- session_request ---------------------------------------------------------------
 
@@ -540,9 +592,31 @@ class ResidentChannel:
             await self.handoff.transition(
                 tx, conversation, hs.QUEUED, actor="bot", reason=turn.handoff.reason,
                 priority=turn.handoff.priority, topic=turn.handoff.topic)
+            await self._admit_to_queue(sid, conversation.id, turn.handoff.priority, message.client_id)
             log.info("conversation %s queued (%s, %s)", conversation.id,
                      turn.handoff.reason, turn.handoff.priority)
         return stored
+
+    async def _admit_to_queue(self, sid: str, conversation_id: int, priority: str,
+                              client_id: str | None) -> None:
+        """Per address, at most POLKU_QUEUED_PER_ADDRESS conversations wait in the queue at once;
+        past that the request is refused (QueueLimited rolls the whole turn back: nothing stored,
+        the widget gives the resident their text back). A crisis is never refused: it is
+        queued and counted whatever the address already has, and its resident gets the crisis
+        answer like anyone else. Called inside the transaction, after the conversation is in the
+        queue, so that two requests at once cannot both take the last place."""
+        state = self.sockets.get(sid)
+        if state is None:
+            return
+        limit = None if priority == "crisis" else self.queued_per_address
+        try:
+            admitted = await self.handoff.queue.admit(address_key("queued", state.address), conversation_id, limit)
+        except BackendUnavailable as exc:
+            log.warning("queued conversations of the address not counted: %s", exc.detail)
+            return
+        if not admitted:
+            log.info("conversation %s not queued: the address has %d waiting", conversation_id, limit)
+            raise QueueLimited("address has its queued conversations", client_id=client_id)
 
     # --- history, queue, typing ---------------------------------------------------------
 
@@ -583,9 +657,43 @@ class ResidentChannel:
         await self.callbacks.do_request(sid, conversation, form)
 
     async def on_resident_typing(self, sid: str, data: Any) -> None:
-        session_id, typing = check_typing(data)
         state = self.sockets[sid]
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < state.typing_next_at:
+            # Faster than TYPING_MIN_INTERVAL_SECS: keep the latest valid value for the end of
+            # the interval; drop the rest quietly (no error per event flooding back).
+            try:
+                session_id, typing = check_typing(data)
+            except ResidentError:
+                return
+            if session_id is None or session_id == state.session_id:
+                state.typing_pending = typing
+                if state.typing_timer is None:
+                    state.typing_timer = loop.call_at(state.typing_next_at, self._typing_interval_ended, sid)
+            return
+        state.typing_next_at = now + TYPING_MIN_INTERVAL_SECS
+        session_id, typing = check_typing(data)
         # Typing is frequent and unimportant: no database lookup, only the socket's own session.
         if state.conversation_id is None or (session_id is not None and session_id != state.session_id):
             raise UnknownSession("typing for a session this socket has not confirmed")
+        state.typing_pending = None
         await self.events.resident_typing(state.conversation_id, typing)
+
+    def _typing_interval_ended(self, sid: str) -> None:
+        state = self.sockets.get(sid)
+        if state is None:
+            return
+        state.typing_timer = None
+        typing, state.typing_pending = state.typing_pending, None
+        if typing is None or state.conversation_id is None:
+            return
+        state.typing_next_at = asyncio.get_running_loop().time() + TYPING_MIN_INTERVAL_SECS
+        conversation_id = state.conversation_id
+
+        async def send() -> None:
+            try:
+                await self.events.resident_typing(conversation_id, typing)
+            except Exception as exc:  # unimportant: the next typing event mends it
+                log.warning("typing not forwarded: %s", type(exc).__name__)
+        asyncio.get_running_loop().create_task(send())

@@ -55,6 +55,8 @@ class ChatServerProcess:
             "POLKU_RASA_URL": rasa_url,
             "POLKU_RASA_TIMEOUT_SECS": "2",
             "POLKU_LOG_LEVEL": "INFO",
+            # Every resident of these tests comes from 127.0.0.1.
+            "POLKU_QUEUED_PER_ADDRESS": "1000", "POLKU_SOCKETS_PER_ADDRESS": "1000",
             **settings,
         }
         self.proc: subprocess.Popen | None = None

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from chat_server import handoff as hs
 from chat_server.counsellor import CLOSE_TAGS
 from chat_server.models import utcnow
 
@@ -205,7 +206,11 @@ async def test_put_back_keeps_its_place_and_tells_the_resident(server, connect, 
     assert state["position"] == 1  # before the one who came later
     assert await server.sql("SELECT response_id FROM messages WHERE conversation_id = :c AND sender = 'system' "
                             "ORDER BY id DESC LIMIT 1", c=first_id) == [("handoff_put_back",)]
-    assert (await second.next("handoff_state", lambda p: p["position"] == 2))["state"] == "queued"
+    # The second resident's last word is place 2 again (queue updates are coalesced: a pick-up
+    # and a put-back within one update interval send the second nothing new at all).
+    await asyncio.sleep(hs.QUEUE_UPDATE_DELAY_SECS * 3)
+    told = [payload for event, payload in second.received if event == "handoff_state"]
+    assert (told[-1]["state"], told[-1]["position"]) == ("queued", 2)
     assert (await anna.call("send", {"conversation_id": first_id, "text": "x"}))["error"] == "not_yours"
 
 
