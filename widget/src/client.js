@@ -14,7 +14,11 @@ const MAX_TRANSCRIPT = 300;
 const HISTORY_WAIT_MS = 4000;
 const RESEND_AFTER_MS = 15000;
 const RESEND_CHECK_MS = 5000;
-const BUSY_RETRY_MS = 10000;
+const BUSY_RETRY_MS = 10000; // reconnecting after a refused connection
+// A message the server answered server_busy is sent again after these waits; after the
+// last one it is given back to the resident (the text to the input, with what to do next)
+// instead of being resent for as long as the page is open.
+const BUSY_RETRY_DELAYS_MS = [5000, 15000, 45000];
 const TYPING_REPEAT_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 const CALLBACK_WAIT_MS = 20000;
@@ -23,7 +27,7 @@ const CALLBACK_WAIT_MS = 20000;
 const CALLBACK_ERROR_CODES = ['callback_invalid', 'rate_limited', 'malformed_payload', 'server_busy'];
 
 // The server refused these messages for good; the text goes back to the resident.
-const REFUSED_CODES = ['message_too_long', 'rate_limited', 'malformed_payload'];
+const REFUSED_CODES = ['message_too_long', 'rate_limited', 'malformed_payload', 'queue_limited'];
 
 const BOT_STATE = { state: 'bot', position: null, estimated_wait_secs: null, counsellor_name: null };
 
@@ -122,12 +126,14 @@ export class ChatClient {
       reconnectionDelay: 1000,
       reconnectionDelayMax: 10000,
       timeout: 10000,
+      // The widget's language, so that a refused connection is explained in it.
+      auth: (cb) => cb({ language: this.getLanguage() }),
     });
     this.socket = socket;
 
     socket.on('connect', () => this.onConnect());
     socket.on('disconnect', (reason) => this.onDisconnect(reason));
-    socket.on('connect_error', () => this.onConnectError());
+    socket.on('connect_error', (err) => this.onConnectError(err));
     socket.on('session_confirm', (data) => this.onSessionConfirm(data));
     socket.on('history', (data) => this.onHistory(data));
     socket.on('bot_uttered', (data) => this.onBotUttered(data));
@@ -161,7 +167,12 @@ export class ChatClient {
     if (reason === 'io server disconnect') window.setTimeout(() => this.socket && this.socket.connect(), 2000);
   }
 
-  onConnectError() {
+  onConnectError(err) {
+    const data = err && err.data;
+    if (data && data.code && data.message) {
+      // Refused by the server (too_many_connections): say why, in the resident's language.
+      this.emit('serverError', { code: data.code, message: data.message, client_id: null });
+    }
     if (this.connection === 'reconnecting') return;
     this.setConnection('reconnecting');
     this.lostConnection = this.everConnected;
@@ -329,6 +340,7 @@ export class ChatClient {
   }
 
   transmit(item) {
+    if (item.retry_at && Date.now() < item.retry_at) return; // waiting after server_busy
     item.sent_at = Date.now();
     this.socket.emit('user_uttered', {
       message: item.message,
@@ -438,9 +450,24 @@ export class ChatClient {
       }
       return;
     }
-    if (error.code === 'server_busy') {
+    if (error.code === 'server_busy' && item) {
+      item.busy_tries = (item.busy_tries || 0) + 1;
+      if (item.busy_tries > BUSY_RETRY_DELAYS_MS.length) {
+        // Still failing after every retry: give the words back with the next step.
+        this.outbox = this.outbox.filter((o) => o !== item);
+        this.transcript = this.transcript.filter((e) => e.client_id !== item.client_id);
+        this.changed();
+        this.emit('refused', { error: { ...error, code: 'gave_up' }, text: item.shown === item.message ? item.message : '' });
+        return;
+      }
+      const delay = BUSY_RETRY_DELAYS_MS[item.busy_tries - 1];
+      item.retry_at = Date.now() + delay;
+      this.save();
       window.clearTimeout(this.busyTimer);
-      this.busyTimer = window.setTimeout(() => this.flushOutbox(), BUSY_RETRY_MS);
+      this.busyTimer = window.setTimeout(() => this.flushOutbox(), delay + 50);
+    } else if (error.code === 'server_busy') {
+      window.clearTimeout(this.busyTimer);
+      this.busyTimer = window.setTimeout(() => this.flushOutbox(), BUSY_RETRY_DELAYS_MS[0]);
     }
     this.emit('serverError', error);
   }

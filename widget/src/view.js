@@ -622,7 +622,8 @@ export class ChatView {
         this.store.set('draft', this.input.value);
         this.autosize();
       }
-      this.showError(error.message || this.t.errorGeneric, text ? this.t.textKept : '');
+      if (error.code === 'gave_up') this.showError(this.t.busyGaveUp, text ? this.t.textKept : '');
+      else this.showError(error.message || this.t.errorGeneric, text ? this.t.textKept : '');
     });
     c.on('serverError', (error) => this.showError(error.message || this.t.errorGeneric));
     c.on('callbackAck', () => this.onCallbackAck());

@@ -239,7 +239,7 @@
       state.tags = r.tags || [];
       state.mine = r.mine || [];
       state.callbacks = r.callbacks || [];
-      setQueue(r.queue.conversations, state.seenQueue === null);
+      setQueue(r.queue.conversations, state.seenQueue === null, r.queue.total);
       state.mine.forEach(function (s) { chat(s.conversation_id).summary = s; });
       renderMine();
       renderCallbacks();
@@ -283,13 +283,16 @@
 
   // --- queue ----------------------------------------------------------------------
 
-  function setQueue(conversations, initial) {
+  // The server lists the front of the queue (crisis chats first); `total` counts every chat
+  // waiting. A chat that moves up into the list is not new: only one that joined is announced.
+  function setQueue(conversations, initial, total) {
     var seen = state.seenQueue || {};
     var next = {};
+    var whole = total == null || total <= conversations.length;
     conversations.forEach(function (s) {
       next[s.conversation_id] = true;
       chat(s.conversation_id).summary = s;
-      if (!initial && !seen[s.conversation_id]) {
+      if (!initial && !seen[s.conversation_id] && (whole || s.crisis)) {
         var params = { topic: topicLabel(s.topic), language: languageName(s.language) };
         if (s.crisis) announce(fmt("new_crisis", params), true);
         else announce(fmt("new_in_queue", params), false);
@@ -297,11 +300,12 @@
     });
     state.seenQueue = next;
     state.queue = conversations;
+    state.queueTotal = total == null ? conversations.length : Math.max(total, conversations.length);
     renderQueue();
     if (state.active !== null) renderChatHeader();
   }
 
-  socket.on("queue", function (payload) { setQueue(payload.conversations, false); });
+  socket.on("queue", function (payload) { setQueue(payload.conversations, false, payload.total); });
 
   function waitingText(summary) {
     var minutes = minutesSince(summary.queued_at);
@@ -381,9 +385,13 @@
 
   function renderQueue() {
     syncList($("queue-list"), state.queue, chatListHow("queue", "queue-heading"));
-    $("queue-empty").hidden = state.queue.length > 0;
-    setText($("queue-count"), state.queue.length ? "(" + state.queue.length + ")" : "");
-    var title = (state.queue.length ? "(" + state.queue.length + ") " : "") + document.title.replace(/^\(\d+\) /, "");
+    var total = Math.max(state.queueTotal || 0, state.queue.length);
+    $("queue-empty").hidden = total > 0;
+    var more = total - state.queue.length;
+    $("queue-more").hidden = more <= 0;
+    setText($("queue-more"), more > 0 ? fmt("queue_more", { count: more }) : "");
+    setText($("queue-count"), total ? "(" + total + ")" : "");
+    var title = (total ? "(" + total + ") " : "") + document.title.replace(/^\(\d+\) /, "");
     if (document.title !== title) document.title = title;
   }
 
