@@ -34,6 +34,7 @@ from .ratelimit import (MemoryCounter, MemorySocketCounter, RateLimits, RedisCou
                         parse_trusted_proxies)
 from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
+from .sessions import SessionIds, file_session_key, redis_session_key
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
 from .staff.oidc import OidcClient
 from .store import Store
@@ -97,6 +98,7 @@ class ChatServer:
             from bot.facts import check_on_start
             check_on_start(content, settings.require_crisis_facts, log)
         self.counter = counter
+        self.session_ids = SessionIds(await self._session_key())
         self.handoff = Handoff(self.queue, self.presence, self.events, self.bot,
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
@@ -114,7 +116,7 @@ class ChatServer:
             history_max_messages=settings.history_max_messages,
             default_language=settings.default_language, callbacks=self.callbacks,
             socket_counter=self.socket_counter, sockets_per_address=settings.sockets_per_address,
-            queued_per_address=settings.queued_per_address)
+            queued_per_address=settings.queued_per_address, session_ids=self.session_ids)
         self.resident.register()
         self.counsellor = CounsellorChannel(
             self.sio, settings=settings, store=self.store, handoff=self.handoff, events=self.events,
@@ -138,6 +140,18 @@ class ChatServer:
                 manager.on_resubscribed.append(resubscribed)
         log.info("chat server ready (database %s, redis %s)", self.engine.dialect.name,
                  "on" if self.redis is not None else "off")
+
+    async def _session_key(self) -> bytes:
+        """The key that proves a session id ours before its conversation is written: shared by
+        every process in Redis, else in POLKU_DATA_DIR. Lost (Redis emptied), sessions never
+        written to simply get a fresh id when they come back: they hold nothing."""
+        if self.redis is not None:
+            try:
+                return await redis_session_key(self.redis, self.settings.redis_prefix)
+            except Exception as exc:
+                log.warning("session key not in Redis (%s); using this installation's file",
+                            type(exc).__name__)
+        return file_session_key(self.settings.data_dir)
 
     def _chat_hours(self):
         """Whether the chat is open now: the content's opening hours (or always, by setting)."""

@@ -125,6 +125,11 @@ class Events:
     async def error(self, sid: str, code: str, text: str, client_id: str | None = None) -> None:
         await self._emit("error", error_payload(code, text, client_id), to=sid)
 
+    async def bot_uttered_to_socket(self, sid: str, message: Message) -> None:
+        """A notice for one socket only: the welcome of a session not written yet (no room,
+        no console, and ``message_id`` null until the conversation is stored)."""
+        await self._emit("bot_uttered", bot_uttered_payload(message), to=sid)
+
     async def handoff_state_to_socket(self, sid: str, view: HandoffView) -> None:
         await self._emit("handoff_state", view.to_payload(), to=sid)
 

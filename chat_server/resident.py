@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import socketio
@@ -27,12 +29,12 @@ from bot.types import LANGUAGES, BotTurn, DialogueState
 from . import handoff as hs
 from .errors import (BackendUnavailable, MalformedPayload, MessageTooLong, QueueLimited, ResidentError, ServerBusy,
                      TooManyConnections, UnknownEvent, UnknownSession)
-from .events import Events, conversation_room
+from .events import Events, HandoffView, conversation_room
 from .handoff import Handoff
 from .messages import error_text
 from .models import Conversation, Message, utcnow
 from .ratelimit import MemorySocketCounter, Network, RateLimits, SocketCounter, address_key, client_address
-from .sessions import hash_session_id, looks_like_session_id, mint_session_id
+from .sessions import SessionIds, hash_session_id, looks_like_session_id, mint_session_id
 from .store import (Store, Transaction, TurnChanges, insert_messages, is_expired, lock_state, message_row,
                     run_after_commit)
 
@@ -192,6 +194,10 @@ class SocketState:
     session_id: str | None = None  # kept in memory only, to echo it in `history`
     session_hash: str | None = None
     conversation_id: int | None = None
+    # The session is confirmed but its conversation is not written yet (no row until the
+    # resident's first message): when it was minted, else None.
+    unwritten_since: float | None = None
+    unwritten_language: str | None = None  # the language of the welcome it was shown
     counted: bool = False  # counted in the address's open sockets (released at disconnect)
     typing_next_at: float = 0.0  # loop time before which resident_typing is coalesced
     typing_pending: bool | None = None  # the latest value coalesced, sent when the interval ends
@@ -244,7 +250,8 @@ class ResidentChannel:
                  events: Events, limits: RateLimits, trusted_proxies: tuple[Network, ...],
                  max_message_chars: int, session_ttl_hours: float, history_max_messages: int,
                  default_language: str, callbacks: Any = None, socket_counter: SocketCounter | None = None,
-                 sockets_per_address: int = 20, queued_per_address: int = 3) -> None:
+                 sockets_per_address: int = 20, queued_per_address: int = 3,
+                 session_ids: SessionIds | None = None) -> None:
         self.sio = sio
         self.callbacks = callbacks  # callbacks.Callbacks: the callback_request event
         self.store = store
@@ -258,9 +265,15 @@ class ResidentChannel:
         self.history_max_messages = history_max_messages
         self.default_language = default_language
         self.socket_counter = socket_counter or MemorySocketCounter()
+        # Without a key of the installation's, ids are still minted lazily, under a key of this
+        # process's own (tests); the server passes the shared one.
+        self.session_ids = session_ids or SessionIds(mint_session_id().encode())
         self.sockets_per_address = sockets_per_address
         self.queued_per_address = queued_per_address
         self.sockets: dict[str, SocketState] = {}
+        # The sockets of each session not written yet (by session hash), so that the other
+        # tabs of this process join the conversation when one of them writes it.
+        self._unwritten_sockets: dict[str, set[str]] = {}
         # Orders the turns of one conversation whose tabs share this process
         # (one socket's own events are already handled in order).
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -351,23 +364,105 @@ class ResidentChannel:
         if state.conversation_id is not None:
             await self.sio.leave_room(sid, conversation_room(state.conversation_id))
         await self.sio.enter_room(sid, conversation_room(conversation.id))
+        self._forget_unwritten(sid, state)
         state.conversation_id = conversation.id
         state.session_id = session_id
         state.session_hash = conversation.session_hash
+        state.unwritten_since = None
         if state.language is None:
             state.language = conversation.language
 
-    async def _resolve(self, sid: str, session_id: str | None, client_id: str | None = None) -> Conversation:
-        """The live conversation the input is for (payload's session id, else the socket's)."""
+    async def _resolve(self, sid: str, session_id: str | None, client_id: str | None = None, *,
+                       write: bool = False) -> Conversation | None:
+        """The live conversation the input is for (payload's session id, else the socket's).
+
+        None for a session of ours not written yet (the socket is bound to it), unless
+        ``write``: then its conversation is written now (the resident's first message)."""
         state = self.sockets[sid]
         if session_id is None:
             session_id = state.session_id
         if session_id is None or not looks_like_session_id(session_id):
             raise UnknownSession("no valid session id", client_id=client_id)
+        if write and state.unwritten_since is not None and session_id == state.session_id:
+            return await self._write_session(sid)  # no read first: the insert finds a row written meanwhile
         conversation = await self.store.find_conversation(hash_session_id(session_id))
-        if conversation is None or is_expired(conversation, self.session_ttl_hours):
+        if conversation is None:
+            minted = self._unwritten(session_id)
+            if minted is None:
+                raise UnknownSession("unknown or expired session", client_id=client_id)
+            await self._bind_unwritten(sid, session_id, minted)
+            return await self._write_session(sid) if write else None
+        if is_expired(conversation, self.session_ttl_hours):
             raise UnknownSession("unknown or expired session", client_id=client_id)
         await self._bind(sid, session_id, conversation)
+        return conversation
+
+    def _unwritten(self, session_id: str) -> tuple[float, str | None] | None:
+        """(when we minted this id, its welcome's language), if it is ours and has not expired
+        (called for ids with no conversation: not written yet)."""
+        minted = self.session_ids.minted(session_id)
+        if minted is None:
+            return None
+        age = time.time() - minted[0]
+        if age > self.session_ttl_hours * 3600 or age < -300:
+            return None
+        return minted
+
+    async def _bind_unwritten(self, sid: str, session_id: str, minted: tuple[float, str | None]) -> None:
+        state = self.sockets[sid]
+        if state.conversation_id is not None:
+            await self.sio.leave_room(sid, conversation_room(state.conversation_id))
+        self._forget_unwritten(sid, state)
+        state.conversation_id = None
+        state.session_id = session_id
+        state.session_hash = hash_session_id(session_id)
+        state.unwritten_since, state.unwritten_language = minted
+        self._unwritten_sockets.setdefault(state.session_hash, set()).add(sid)
+
+    def _forget_unwritten(self, sid: str, state: SocketState) -> None:
+        if state.unwritten_since is None or state.session_hash is None:
+            return
+        sids = self._unwritten_sockets.get(state.session_hash)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._unwritten_sockets[state.session_hash]
+
+    def _unwritten_language(self, state: SocketState) -> str:
+        """The language of the welcome an unwritten session was shown."""
+        return state.unwritten_language or state.language or self.default_language
+
+    def _welcome(self, language: str, at: datetime) -> Message:
+        """The welcome notice as a message (stored only with the conversation)."""
+        welcome = self.bot.notice("welcome", language)
+        return Message(sender="system", text=welcome.text,
+                       quick_replies=[qr.to_rasa() for qr in welcome.quick_replies] or None,
+                       response_id="welcome", language=language, created_at=at)
+
+    async def _write_session(self, sid: str) -> Conversation:
+        """Write the conversation of the socket's session (not written yet): the row, and the
+        welcome the resident was shown. Another socket (or process) may have written it first."""
+        state = self.sockets[sid]
+        assert state.session_hash is not None and state.session_id is not None
+        language = self._unwritten_language(state)
+        try:
+            async with self.store.transaction() as tx:
+                conversation = await tx.create_conversation(state.session_hash, language)
+                welcome = self._welcome(language, utcnow())
+                await tx.add_message(conversation, sender="system", text=welcome.text,
+                                     quick_replies=welcome.quick_replies, response_id="welcome",
+                                     language=language)
+            log.info("conversation %s started", conversation.id)
+        except IntegrityError:
+            conversation = await self.store.find_conversation(state.session_hash)
+            if conversation is None:
+                raise
+        # This socket and the session's other sockets here (tabs) join the conversation. (One
+        # on another process joins at its next event: the widget asks for the history then.)
+        for other in [sid, *(self._unwritten_sockets.get(conversation.session_hash, ()) - {sid})]:
+            other_state = self.sockets.get(other)
+            if other_state is not None and other_state.session_id is not None:
+                await self._bind(other, other_state.session_id, conversation)
         return conversation
 
     # --- connection --------------------------------------------------------------------
@@ -399,6 +494,7 @@ class ResidentChannel:
         state = self.sockets.pop(sid, None)
         if state is None:
             return
+        self._forget_unwritten(sid, state)
         if state.typing_timer is not None:
             state.typing_timer.cancel()
         if state.counted:
@@ -415,12 +511,17 @@ class ResidentChannel:
         state.language = request.language or state.language
         await self.limits.check_address(state.address)
         conversation = None
+        minted = None
         if looks_like_session_id(request.session_id):
             conversation = await self.store.find_conversation(hash_session_id(request.session_id))
-            if conversation is not None and is_expired(conversation, self.session_ttl_hours):
+            if conversation is None:
+                minted = self._unwritten(request.session_id)
+            elif is_expired(conversation, self.session_ttl_hours):
                 conversation = None
         if conversation is not None:
             await self.do_resume(sid, request.session_id, conversation)
+        elif minted is not None:
+            await self.do_resume_unwritten(sid, request.session_id, minted)
         else:
             await self.do_start_session(sid, request.language or state.language)
 
@@ -430,25 +531,25 @@ class ResidentChannel:
         await self.events.session_confirm(sid, session_id)
         await self.events.handoff_state_to_socket(sid, await self.handoff.view(conversation))
 
+    async def do_resume_unwritten(self, sid: str, session_id: str, minted: tuple[float, str | None]) -> None:
+        """A session of ours that was never written to (a reload before the first message)."""
+        await self._bind_unwritten(sid, session_id, minted)
+        await self.events.session_confirm(sid, session_id)
+        await self.events.handoff_state_to_socket(sid, HandoffView(hs.BOT))
+
     async def do_start_session(self, sid: str, language: str | None) -> None:
-        session_id = mint_session_id()
+        """A new session: an id and the welcome at once, and nothing written. The conversation
+        is written with the resident's first message (``_write_session``), so sockets that
+        never write (a page view, a crawler, a flood) cost no database work; the id proves
+        itself ours (``SessionIds``) when it resumes before that."""
+        now = time.time()
         language = language or self.default_language
+        session_id = self.session_ids.mint(now, language)
+        await self._bind_unwritten(sid, session_id, (now, language))
+        await self.events.session_confirm(sid, session_id)
         # The welcome says the resident is talking to a machine: every new
         # session gets it, whatever widget is in use.
-        welcome = self.bot.notice("welcome", language)
-        async with self.store.transaction() as tx:
-            conversation = await tx.create_conversation(hash_session_id(session_id), language)
-            message = await tx.add_message(
-                conversation, sender="system", text=welcome.text,
-                quick_replies=[qr.to_rasa() for qr in welcome.quick_replies] or None,
-                response_id="welcome", language=language)
-
-            async def confirm() -> None:
-                await self._bind(sid, session_id, conversation)
-                await self.events.session_confirm(sid, session_id)
-            tx.on_commit(confirm)
-            tx.on_commit(lambda: self.events.bot_uttered(conversation.id, message))
-        log.info("conversation %s started", conversation.id)
+        await self.events.bot_uttered_to_socket(sid, self._welcome(language, datetime.fromtimestamp(now, timezone.utc)))
 
     # --- user_uttered ------------------------------------------------------------------
 
@@ -458,7 +559,7 @@ class ResidentChannel:
         state.language = message.language or state.language
         await self.limits.check_address(state.address, message.client_id)
         if state.conversation_id is None or (message.session_id not in (None, state.session_id)):
-            await self._resolve(sid, message.session_id, message.client_id)
+            await self._resolve(sid, message.session_id, message.client_id, write=True)
         # else: the socket is bound to this session; do_resident_message reads
         # the conversation (fresh, with its expiry) once.
         conversation_id = state.conversation_id
@@ -624,14 +725,23 @@ class ResidentChannel:
         session_id = check_session_only(data)
         await self.limits.check_address(self.sockets[sid].address)
         conversation = await self._resolve(sid, session_id)
+        state = self.sockets[sid]
+        if conversation is None:  # not written yet: only the welcome it was shown
+            minted = datetime.fromtimestamp(state.unwritten_since or time.time(), timezone.utc)
+            welcome = self._welcome(self._unwritten_language(state), minted)
+            await self.events.history(sid, state.session_id, [welcome], HandoffView(hs.BOT))
+            return
         messages = await self.store.history(conversation.id, self.history_max_messages)
         view = await self.handoff.view(conversation)
-        await self.events.history(sid, self.sockets[sid].session_id, messages, view)
+        await self.events.history(sid, state.session_id, messages, view)
 
     async def on_leave_queue(self, sid: str, data: Any) -> None:
         session_id = check_session_only(data)
         await self.limits.check_address(self.sockets[sid].address)
         conversation = await self._resolve(sid, session_id)
+        if conversation is None:  # not written yet: with the bot, nothing to leave
+            await self.events.handoff_state_to_socket(sid, HandoffView(hs.BOT))
+            return
         async with self._lock(conversation.id):
             await self.do_leave_queue(sid, conversation.id)
 
@@ -653,7 +763,7 @@ class ResidentChannel:
 
         form = check_callback_request(data)
         await self.limits.check_address(self.sockets[sid].address)
-        conversation = await self._resolve(sid, form.session_id)
+        conversation = await self._resolve(sid, form.session_id, write=True)
         await self.callbacks.do_request(sid, conversation, form)
 
     async def on_resident_typing(self, sid: str, data: Any) -> None:
@@ -674,6 +784,8 @@ class ResidentChannel:
             return
         state.typing_next_at = now + TYPING_MIN_INTERVAL_SECS
         session_id, typing = check_typing(data)
+        if state.unwritten_since is not None and session_id in (None, state.session_id):
+            return  # no conversation written yet: no console can have it open
         # Typing is frequent and unimportant: no database lookup, only the socket's own session.
         if state.conversation_id is None or (session_id is not None and session_id != state.session_id):
             raise UnknownSession("typing for a session this socket has not confirmed")

@@ -29,7 +29,8 @@ def assert_rasa_bot_uttered(payload: dict) -> None:
         assert qr["content_type"] == "text" and qr["payload"].startswith("/")
     meta = payload["metadata"]
     assert meta["sender"] in ("bot", "counsellor", "system")
-    assert isinstance(meta["message_id"], int)
+    # null only for the welcome of a session not written yet (docs/protocol.md)
+    assert isinstance(meta["message_id"], int) or (meta["message_id"] is None and meta["sender"] == "system")
     assert ISO_TIME.fullmatch(meta["time"])
     assert meta["language"] in ("fi", "sv", "en")
 
@@ -41,9 +42,69 @@ async def test_new_session_gets_a_minted_id_and_the_welcome(server, connect):
     welcome = await client.next("bot_uttered")
     assert_rasa_bot_uttered(welcome)
     assert welcome["metadata"]["sender"] == "system"
+    # Nothing is written until the resident writes (a socket that never does costs no row).
+    assert await server.count("conversations") == 0 and await server.count("messages") == 0
+    assert welcome["metadata"]["message_id"] is None
+    ack = await client.ack(await client.say("hei"))
     rows = await server.sql("SELECT session_hash, handoff_state FROM conversations")
     # Only the hash of the id is stored.
     assert rows == [(hash_session_id(session_id), "bot")]
+    stored = await server.sql("SELECT sender, response_id, text FROM messages WHERE id < :id ORDER BY id",
+                              id=ack["message_id"])
+    assert stored == [("system", "welcome", welcome["text"])]  # the welcome they were shown, first
+
+
+async def test_a_session_never_written_to_resumes_and_is_written_on_its_first_message(server, connect):
+    first = await connect(server)
+    session_id = await first.session(None, language="sv")
+    welcome = await first.next("bot_uttered")
+    await first.close()
+
+    # A reload before the first message: the same session, its welcome in the history.
+    again = await connect(server)
+    assert await again.session(session_id) == session_id
+    assert (await again.next("handoff_state"))["state"] == "bot"
+    await again.emit("history_request", {})
+    history = await again.next("history")
+    assert [(m["sender"], m["text"], m["message_id"]) for m in history["messages"]] == [
+        ("system", welcome["text"], None)]
+    await again.emit("resident_typing", {"typing": True})  # nobody to tell yet; no error either
+    await again.emit("leave_queue", {})
+    assert (await again.next("handoff_state"))["state"] == "bot"
+    assert await server.count("conversations") == 0
+    assert again.pending("error") == []
+
+    ack = await again.ack(await again.say("hej"))
+    assert await server.sql("SELECT session_hash, language FROM conversations") == [
+        (hash_session_id(session_id), "sv")]
+    # From now on it is an ordinary written session: another socket resumes it with its history.
+    third = await connect(server)
+    assert await third.session(session_id) == session_id
+    await third.emit("history_request", {})
+    senders = [(m["sender"], m["message_id"]) for m in (await third.next("history"))["messages"]]
+    assert senders[0][0] == "system" and ("resident", ack["message_id"]) in senders
+
+
+async def test_an_unwritten_session_expires_with_the_ttl_from_its_minting(server, connect):
+    import time
+
+    hours = server.settings.session_ttl_hours
+    old = server.server.session_ids.mint(time.time() - hours * 3600 - 60, "fi")
+    recent = server.server.session_ids.mint(time.time() - hours * 3600 + 60, "fi")
+    client = await connect(server)
+    assert await client.session(old) != old
+    assert await client.session(recent) == recent
+
+
+async def test_an_id_minted_under_another_key_is_not_resumed(server, connect):
+    from chat_server.sessions import SessionIds
+
+    forged = SessionIds(b"not the installation's key 12345").mint()
+    client = await connect(server)
+    assert await client.session(forged) != forged
+    await client.emit("user_uttered", {"message": "hei", "session_id": forged})
+    await client.error("unknown_session")
+    assert await server.count("conversations") == 0
 
 
 async def test_session_request_without_payload_is_a_new_session(server, connect):
@@ -86,6 +147,7 @@ async def test_known_id_resumes_with_state_and_history(server, resident, connect
 
 
 async def test_expired_id_gets_a_fresh_session(server, resident, connect):
+    await resident.ack(await resident.say("hei"))  # written: its expiry runs from its last message
     await server.sql("UPDATE conversations SET last_activity_at = :t",
                      t=__import__("datetime").datetime(2020, 1, 1))
     again = await connect(server)
