@@ -582,3 +582,49 @@ def test_callback_form_fits_a_phone_and_200_percent_zoom(new_page, chat_server, 
     violations = run_axe(page)
     assert violations == [], violations
     save_screenshot(page, f"widget-callback-{context['viewport']['width']}.png")
+
+
+def test_a_message_always_refused_as_busy_is_given_back_after_a_few_retries(page, chat_server):
+    """server_busy is retried with backoff (5, 15, 45 s), not for as long as the page is open:
+    then the resident reads what happened and what to do, with their text back in the input."""
+    import json
+    import re
+
+    sent: list[str] = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            if isinstance(message, str) and message.startswith('42["user_uttered"'):
+                client_id = json.loads(message[2:])[1]["customData"]["client_id"]
+                sent.append(client_id)
+                ws.send("42" + json.dumps(["error", {"code": "server_busy", "client_id": client_id,
+                                                     "message": "Palvelussa on juuri nyt ruuhkaa."}]))
+            else:
+                server.send(message)
+        ws.on_message(from_page)
+
+    page.route_web_socket(re.compile(r".*/socket\.io/.*"), route)
+    page.clock.install()
+    open_demo(page, chat_server)
+    open_with_keyboard(page)
+    wait_for_welcome(page)
+    text = "Tämä viesti ei mene koskaan perille."
+    send_with_enter(page, text)
+    expect(page.locator(".polku-error")).to_contain_text("ruuhkaa")
+    for _ in range(24):  # 2 minutes of the page staying open, 5 s at a time (the socket keeps up)
+        page.clock.run_for(5_000)
+        page.wait_for_timeout(250)
+    error = page.locator(".polku-error")
+    expect(error).to_contain_text("ei saatu perille")
+    expect(error).to_contain_text("Tekstisi on tallessa")
+    expect(page.locator("textarea.polku-input")).to_have_value(text)
+    assert session_value(page, "outbox") == []
+    tries = len(sent)
+    # The first send and 3 retries (a resend of one not answered within 15 s may come on top).
+    assert 4 <= tries <= 6 and len(set(sent)) == 1, sent
+    for _ in range(10):  # 10 more minutes: nothing is sent again
+        page.clock.run_for(60_000)
+        page.wait_for_timeout(100)
+    assert len(sent) == tries  # no more retries while the page stays open
