@@ -289,6 +289,11 @@
     var seen = state.seenQueue || {};
     var next = {};
     var whole = total == null || total <= conversations.length;
+    // A chat this counsellor holds (or is picking up) is not waiting any more, whatever a
+    // queue snapshot taken a moment before says (the next one will agree).
+    conversations = conversations.filter(function (s) {
+      return !isMine(chat(s.conversation_id).summary) && !state.picking[s.conversation_id];
+    });
     conversations.forEach(function (s) {
       next[s.conversation_id] = true;
       chat(s.conversation_id).summary = s;
@@ -430,6 +435,13 @@
       announce(fmt("taken_by_other", { id: id }), false);
     }
     if (!isMine(summary) && summary.state !== "queued") c.loaded = false;  // no more live lines for us
+    if (summary.state !== "queued" && state.queue.some(function (s) { return s.conversation_id === id; })) {
+      // Out of the queue now (the queue itself follows within a moment): the row goes at once.
+      state.queue = state.queue.filter(function (s) { return s.conversation_id !== id; });
+      delete (state.seenQueue || {})[id];
+      state.queueTotal = Math.max(0, (state.queueTotal || 0) - 1);
+      renderQueue();
+    }
     // Picked up in another tab of ours: this tab's view of it starts over (and gets its lines again).
     if (isMine(summary) && !wasMine && c.loaded && !state.picking[id]) load(id, false);
     renderMine();
