@@ -125,6 +125,10 @@ class Events:
     async def error(self, sid: str, code: str, text: str, client_id: str | None = None) -> None:
         await self._emit("error", error_payload(code, text, client_id), to=sid)
 
+    async def typing_to_socket(self, sid: str, sender: str, typing: bool) -> None:
+        """The bot's typing indicator for a session not written yet (one socket, no room)."""
+        await self._emit("typing", {"sender": sender, "typing": typing}, to=sid)
+
     async def bot_uttered_to_socket(self, sid: str, message: Message) -> None:
         """A notice for one socket only: the welcome of a session not written yet (no room,
         no console, and ``message_id`` null until the conversation is stored)."""

@@ -442,9 +442,14 @@ class ResidentChannel:
     async def _write_session(self, sid: str) -> Conversation:
         """Write the conversation of the socket's session (not written yet): the row, and the
         welcome the resident was shown. Another socket (or process) may have written it first."""
+        return (await self._write_session_created(sid))[0]
+
+    async def _write_session_created(self, sid: str) -> tuple[Conversation, bool]:
+        """_write_session, and whether this call wrote it (False: someone had already)."""
         state = self.sockets[sid]
         assert state.session_hash is not None and state.session_id is not None
         language = self._unwritten_language(state)
+        created = True
         try:
             async with self.store.transaction() as tx:
                 conversation = await tx.create_conversation(state.session_hash, language)
@@ -457,13 +462,14 @@ class ResidentChannel:
             conversation = await self.store.find_conversation(state.session_hash)
             if conversation is None:
                 raise
+            created = False
         # This socket and the session's other sockets here (tabs) join the conversation. (One
         # on another process joins at its next event: the widget asks for the history then.)
         for other in [sid, *(self._unwritten_sockets.get(conversation.session_hash, ()) - {sid})]:
             other_state = self.sockets.get(other)
             if other_state is not None and other_state.session_id is not None:
                 await self._bind(other, other_state.session_id, conversation)
-        return conversation
+        return conversation, created
 
     # --- connection --------------------------------------------------------------------
 
@@ -558,12 +564,17 @@ class ResidentChannel:
         state = self.sockets[sid]
         state.language = message.language or state.language
         await self.limits.check_address(state.address, message.client_id)
-        if state.conversation_id is None or (message.session_id not in (None, state.session_id)):
-            await self._resolve(sid, message.session_id, message.client_id, write=True)
+        if (state.conversation_id is None and state.unwritten_since is None) or (
+                message.session_id not in (None, state.session_id)):
+            await self._resolve(sid, message.session_id, message.client_id)
         # else: the socket is bound to this session; do_resident_message reads
         # the conversation (fresh, with its expiry) once.
         conversation_id = state.conversation_id
-        assert conversation_id is not None and state.session_hash is not None
+        assert state.session_hash is not None
+        if conversation_id is None:  # the session's first message: nothing written yet
+            await self.limits.check_session(state.session_hash, message.client_id)
+            await self.do_first_message(sid, message)
+            return
         # A resend after a reconnect (same client_id) is not looked up first: the
         # unique constraint refuses it when it is stored, and it is acknowledged
         # again, not answered twice (do_resident_message). Residents' messages
@@ -571,6 +582,50 @@ class ResidentChannel:
         await self.limits.check_session(state.session_hash, message.client_id)
         async with self._lock(conversation_id):
             await self.do_resident_message(sid, conversation_id, message)
+
+    async def do_first_message(self, sid: str, message: ResidentMessage) -> None:
+        """The first message of a session not written yet: the bot answers it from a fresh
+        dialogue, then the conversation, the message and the answer are written (a refused or
+        failed message writes nothing at all)."""
+        state = self.sockets[sid]
+
+        async def bot_typing() -> None:
+            await asyncio.sleep(BOT_TYPING_DELAY_SECS)
+            await self.events.typing_to_socket(sid, "bot", True)
+        typing = asyncio.create_task(bot_typing())
+        try:
+            turn = await self.bot.handle(
+                message.text, DialogueState.from_dict({}), message.language or state.language,
+                counsellors_online=await self.handoff.available())
+        finally:
+            if not typing.done():
+                typing.cancel()  # answered before the indicator was due: none shown
+                typing = None
+        try:
+            await self._first_turn(sid, message, turn)
+        finally:
+            if typing is not None and not typing.cancelled() and typing.exception() is None:
+                await self.events.typing(state.conversation_id, "bot", False) if state.conversation_id \
+                    else await self.events.typing_to_socket(sid, "bot", False)
+
+    async def _first_turn(self, sid: str, message: ResidentMessage, turn: BotTurn) -> None:
+        conversation, created = await self._write_session_created(sid)
+        async with self._lock(conversation.id):
+            if not created:  # another tab wrote it meanwhile: the ordinary path, from its state
+                await self.do_resident_message(sid, conversation.id, message)
+                return
+            try:
+                stored = await self._store_turn(sid, conversation.id, message, turn)
+            except IntegrityError:
+                if message.client_id is None:
+                    raise
+                stored = await self.store.message_by_client_id(conversation.id, message.client_id)
+                if stored is None:
+                    raise
+                await self.events.message_ack(sid, stored)
+                return
+        log.info("conversation %s: resident message %s (%d chars, intent %s)", conversation.id,
+                 stored.id, len(message.text), turn.parse.intent)
 
     async def do_resident_message(self, sid: str, conversation_id: int, message: ResidentMessage) -> None:
         """Store the message, answer it when the bot has the conversation, acknowledge it."""

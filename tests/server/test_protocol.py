@@ -239,6 +239,11 @@ async def test_a_chat_queued_while_the_bot_thinks_gets_no_bot_answer(launch, bac
     resident = await connect(server)
     await resident.session()
     await resident.next("bot_uttered")  # the welcome
+    bot.go.set()
+    await resident.ack(await resident.say("moi"))  # written with its first message
+    await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "bot")
+    bot.go.clear()
+    bot.thinking.clear()
     client_id = await resident.say("Tarvitsen apua vuokran kanssa")
     await asyncio.wait_for(bot.thinking.wait(), 10)
     [(conversation_id,)] = await server.sql("SELECT id FROM conversations")
@@ -250,7 +255,8 @@ async def test_a_chat_queued_while_the_bot_thinks_gets_no_bot_answer(launch, bac
     rows = await server.sql("SELECT id, sender, intent FROM messages WHERE conversation_id = :c ORDER BY id",
                             c=conversation_id)
     assert rows[-1] == (ack["message_id"], "resident", None)
-    assert [sender for _, sender, _ in rows] == ["system", "resident"]  # the welcome, the message: no answer
+    # the welcome, the first message and its answer, then the message: no answer
+    assert [sender for _, sender, _ in rows] == ["system", "resident", "bot", "resident"]
     await asyncio.sleep(0.3)
     assert [p for _, p in resident.pending("bot_uttered") if p["metadata"]["sender"] == "bot"] == []
 
