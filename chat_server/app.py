@@ -34,7 +34,7 @@ from .ratelimit import (MemoryCounter, MemorySocketCounter, RateLimits, RedisCou
                         parse_trusted_proxies)
 from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
-from .sessions import SessionIds, file_session_key, redis_session_key
+from .sessions import RedisUnwrittenSockets, SessionIds, file_session_key, redis_session_key
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
 from .staff.oidc import OidcClient
 from .store import Store
@@ -116,7 +116,10 @@ class ChatServer:
             history_max_messages=settings.history_max_messages,
             default_language=settings.default_language, callbacks=self.callbacks,
             socket_counter=self.socket_counter, sockets_per_address=settings.sockets_per_address,
-            queued_per_address=settings.queued_per_address, session_ids=self.session_ids)
+            queued_per_address=settings.queued_per_address, session_ids=self.session_ids,
+            unwritten_sockets=RedisUnwrittenSockets(self.redis, settings.redis_prefix,
+                                                    settings.session_ttl_hours * 3600)
+            if self.redis is not None else None)
         self.resident.register()
         self.counsellor = CounsellorChannel(
             self.sio, settings=settings, store=self.store, handoff=self.handoff, events=self.events,

@@ -251,7 +251,7 @@ class ResidentChannel:
                  max_message_chars: int, session_ttl_hours: float, history_max_messages: int,
                  default_language: str, callbacks: Any = None, socket_counter: SocketCounter | None = None,
                  sockets_per_address: int = 20, queued_per_address: int = 3,
-                 session_ids: SessionIds | None = None) -> None:
+                 session_ids: SessionIds | None = None, unwritten_sockets: Any = None) -> None:
         self.sio = sio
         self.callbacks = callbacks  # callbacks.Callbacks: the callback_request event
         self.store = store
@@ -274,6 +274,8 @@ class ResidentChannel:
         # The sockets of each session not written yet (by session hash), so that the other
         # tabs of this process join the conversation when one of them writes it.
         self._unwritten_sockets: dict[str, set[str]] = {}
+        # And over every process (sessions.RedisUnwrittenSockets), when Redis is configured.
+        self.shared_unwritten = unwritten_sockets
         # Orders the turns of one conversation whose tabs share this process
         # (one socket's own events are already handled in order).
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -418,6 +420,11 @@ class ResidentChannel:
         state.session_hash = hash_session_id(session_id)
         state.unwritten_since, state.unwritten_language = minted
         self._unwritten_sockets.setdefault(state.session_hash, set()).add(sid)
+        if self.shared_unwritten is not None:
+            try:
+                await self.shared_unwritten.add(state.session_hash, sid)
+            except Exception as exc:  # at worst another process's tab joins at its next event
+                log.warning("unwritten session's socket not shared: %s", type(exc).__name__)
 
     def _forget_unwritten(self, sid: str, state: SocketState) -> None:
         if state.unwritten_since is None or state.session_hash is None:
@@ -463,12 +470,21 @@ class ResidentChannel:
             if conversation is None:
                 raise
             created = False
-        # This socket and the session's other sockets here (tabs) join the conversation. (One
-        # on another process joins at its next event: the widget asks for the history then.)
+        # This socket and the session's other sockets (tabs) join the conversation: the ones
+        # here are bound now, the ones on other processes enter its room (and are bound at
+        # their next event, which finds the conversation written).
         for other in [sid, *(self._unwritten_sockets.get(conversation.session_hash, ()) - {sid})]:
             other_state = self.sockets.get(other)
             if other_state is not None and other_state.session_id is not None:
                 await self._bind(other, other_state.session_id, conversation)
+        if self.shared_unwritten is not None and created:
+            try:
+                elsewhere = [o for o in await self.shared_unwritten.take(conversation.session_hash)
+                             if o not in self.sockets]
+                for other in elsewhere:
+                    await self.sio.enter_room(other, conversation_room(conversation.id))
+            except Exception as exc:
+                log.warning("other processes' sockets of the session not told: %s", type(exc).__name__)
         return conversation, created
 
     # --- connection --------------------------------------------------------------------

@@ -106,3 +106,28 @@ async def redis_session_key(redis, prefix: str) -> bytes:
     await redis.set(key_name, secrets.token_bytes(SESSION_KEY_BYTES).hex(), nx=True)
     value = await redis.get(key_name)
     return bytes.fromhex(value.decode() if isinstance(value, bytes) else value)
+
+
+class RedisUnwrittenSockets:
+    """The sockets of each session not written yet, over every process (Redis), so that
+    when one of them writes the conversation, the others (on any process) join its room."""
+
+    def __init__(self, redis, prefix: str, ttl_secs: float) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}unwritten:"
+        self._ttl_ms = max(1, int(ttl_secs * 1000))
+
+    async def add(self, session_hash: str, sid: str) -> None:
+        key = self._prefix + session_hash
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, sid)
+            pipe.pexpire(key, self._ttl_ms)
+            await pipe.execute()
+
+    async def take(self, session_hash: str) -> list[str]:
+        key = self._prefix + session_hash
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(key)
+            pipe.delete(key)
+            members, _ = await pipe.execute()
+        return [m.decode() if isinstance(m, bytes) else m for m in members]
