@@ -13,11 +13,13 @@ from bot.settings import PROJECT_ROOT
 def test_handoff_benchmark_runs_and_reports():
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks", "handoff", "--messages", "20", "--warmup", "5", "--races", "2",
-         "--counsellors", "6"],
+         "--counsellors", "6", "--queue", "20", "--queue-consoles", "2", "--queue-changes", "3"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"p50\s+[\d.]+ ms\s+p90\s+[\d.]+ ms\s+p99\s+[\d.]+ ms .* n=20", out.stdout), out.stdout
     assert "double assignments: 0" in out.stdout and "for 2/2 chats" in out.stdout, out.stdout
+    assert re.search(r"filling the queue to 20 .* residents got [\d,]+ events", out.stdout), out.stdout
+    assert re.search(r"3 changes .* per change [\d,]+ events", out.stdout), out.stdout
 
 
 def test_fuzz_benchmark_runs_and_reports():
