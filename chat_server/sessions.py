@@ -3,15 +3,23 @@
 Only a SHA-256 hash of a session id is stored. The id is a bearer secret:
 whoever holds it can resume the conversation and read its history, so a
 leaked database dump or backup must not hand out live sessions. A fast
-unsalted hash is enough because the id has 256 random bits (nothing to
-brute-force), and it keeps the lookup a plain indexed equality.
+unsalted hash is enough because the id has 88 random bits and a 128-bit tag
+under a key that is not in the database (nothing to brute-force), and it
+keeps the lookup a plain indexed equality. Ids are minted by ``SessionIds``
+(below); ``mint_session_id`` makes a plain random one of the same shape.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import os
 import re
 import secrets
+import struct
+import time
+from pathlib import Path
 
 SESSION_ID_BYTES = 32
 # token_urlsafe(32) is 43 characters of the URL-safe base64 alphabet.
@@ -41,13 +49,6 @@ def hash_session_id(session_id: str) -> str:
 # Still 32 bytes, 43 URL-safe characters, like any id before. An id whose proof fails
 # (made up, or minted under a key since lost) is unknown, and its socket gets a fresh one:
 # nothing is lost, as nothing was written for it.
-
-import base64
-import hmac
-import os
-import struct
-import time
-from pathlib import Path
 
 _ISSUED = struct.Struct(">I")
 _RANDOM_BYTES = 11
