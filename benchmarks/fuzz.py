@@ -49,7 +49,8 @@ COUNSELLOR_EVENTS = ("hello", "open", "close_view", "pick_up", "send", "typing",
 SERVER_EVENTS = {"session_confirm", "bot_uttered", "message_ack", "history", "error", "handoff_state",
                  "typing", "callback_ack"}
 ERROR_CODES = {"message_too_long", "rate_limited", "unknown_session", "malformed_payload", "unknown_event",
-               "callback_invalid", "server_busy"}
+               "callback_invalid", "server_busy",
+               "queue_limited"}  # the address's queued conversations (POLKU_QUEUED_PER_ADDRESS)
 OWN = "$OWN-SESSION$"  # replaced, when sent, by the session id the socket was given (if any)
 
 # --- strategies ----------------------------------------------------------------------

@@ -58,7 +58,9 @@ def _base(tmp_path, rasa_url: str) -> dict[str, Any]:
     # training process started ahead for every admin page a test opens.
     return {"POLKU_DATA_DIR": str(tmp_path / "data"), "POLKU_RASA_URL": rasa_url,
             "POLKU_RASA_TIMEOUT_SECS": 1.0, "POLKU_CHAT_ALWAYS_OPEN": True,
-            "POLKU_ADMIN_PREWARM_TRAINER": False}
+            "POLKU_ADMIN_PREWARM_TRAINER": False,
+            # Every test's sockets come from 127.0.0.1; the tests of this limit set their own.
+            "POLKU_SOCKETS_PER_ADDRESS": 1000}
 
 
 @pytest.fixture
