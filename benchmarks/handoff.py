@@ -140,7 +140,7 @@ async def _call(sio: socketio.AsyncClient, event: str, payload: dict) -> dict:
     return await sio.call(event, payload, namespace="/counsellor", timeout=EVENT_TIMEOUT_SECS)
 
 
-async def _create_users(settings: Settings, count: int) -> None:
+async def _create_users(settings: Settings, count: int, prefix: str = "c") -> None:
     from chat_server import db
     from chat_server.auth import StaffAuth
     from chat_server.store import Store
@@ -148,7 +148,7 @@ async def _create_users(settings: Settings, count: int) -> None:
     engine = db.create_engine(settings.database_url)
     try:
         auth = StaffAuth(Store(engine), session_hours=1, rate_address_per_min=1000)
-        await asyncio.gather(*(auth.create_user(f"c{i:02d}", f"Ohjaaja {i}", "counsellor", PASSWORD)
+        await asyncio.gather(*(auth.create_user(f"{prefix}{i:02d}", f"Ohjaaja {prefix}{i}", "counsellor", PASSWORD)
                                for i in range(count)))
     finally:
         await engine.dispose()
@@ -279,7 +279,7 @@ async def _queue_fanout(a: ChatServerProcess, b: ChatServerProcess, size: int, c
                         changes: int) -> None:
     residents_traffic, consoles_traffic = Traffic(), Traffic()
     async with aiohttp.ClientSession() as http:
-        consoles = [await _console(http, (a if i % 2 else b).url, f"c{i:02d}") for i in range(consoles_n)]
+        consoles = [await _console(http, (a if i % 2 else b).url, f"q{i:02d}") for i in range(consoles_n)]
     for console in consoles:
         console.on("*", lambda event, *args: consoles_traffic.record(event, args[0] if args else None),
                    namespace="/counsellor")
@@ -372,7 +372,9 @@ def main(args) -> None:
         a.wait_ready()  # migrates first; then the second finds the schema ready
         b.start()
         b.wait_ready()
-        asyncio.run(_create_users(Settings(environ=env), max(args.counsellors, args.queue_consoles, 1)))
+        asyncio.run(_create_users(Settings(environ=env), max(args.counsellors, 1)))
+        # The fan-out's consoles are counsellors of their own (each sign-in takes a fresh second-factor code).
+        asyncio.run(_create_users(Settings(environ=env), args.queue_consoles, prefix="q"))
 
         if getattr(args, "only_queue", False):
             asyncio.run(_queue_fanout(a, b, args.queue, args.queue_consoles, args.queue_changes))
