@@ -499,7 +499,11 @@ class CounsellorChannel:
         snapshot = await self.queue_snapshot(ids)
         shown = json.dumps({k: v for k, v in snapshot.items() if k != "time"}, sort_keys=True)
         digest = hashlib.sha256(shown.encode()).hexdigest()
-        if await self.handoff.told.changed({hs.CONSOLES_TOLD: digest}):
+        try:
+            changed = bool(await self.handoff.told.changed({hs.CONSOLES_TOLD: digest}))
+        except BackendUnavailable:  # Redis away: send it
+            changed = True
+        if changed:
             await self.events.console_queue(snapshot)
 
     async def _on_state_changed(self, conversation: Conversation, from_state: str, to_state: str) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from bot.types import Availability
 
-from .errors import IllegalTransition
+from .errors import BackendUnavailable, IllegalTransition
 from .events import Events, HandoffView
 from .models import Conversation, utcnow
 from .presence import Presence
@@ -301,8 +301,11 @@ class Handoff:
                 open_now = self.is_open()
                 views = {str(cid): self._queued_view(position, online, open_now)
                          for position, cid in enumerate(ids, start=1)}
-                changed = await self.told.changed({cid: _told_value(v) for cid, v in views.items()})
-                await self.told.keep_only([*views, CONSOLES_TOLD])
+                try:
+                    changed = await self.told.changed({cid: _told_value(v) for cid, v in views.items()})
+                    await self.told.keep_only([*views, CONSOLES_TOLD])
+                except BackendUnavailable:  # Redis away: everyone gets their view, changed or not
+                    changed = list(views)
                 for cid in changed:
                     await self.events.handoff_state(int(cid), views[cid])
                 for listener in self.queue_listeners:
