@@ -184,7 +184,7 @@ class ChatServer:
                 await self.counsellor.heartbeat()
             except Exception as exc:
                 log.warning("heartbeat after the queue restore failed: %s", type(exc).__name__)
-        await self.handoff.queue_changed()
+        await self.handoff.queue_changed(resend_all=True)
 
     async def _start_socketio_manager(self) -> None:
         manager = self.sio.manager

@@ -503,7 +503,7 @@ class CounsellorChannel:
             changed = bool(await self.handoff.told.changed({hs.CONSOLES_TOLD: digest}))
         except BackendUnavailable:  # Redis away: send it
             changed = True
-        if changed:
+        if changed or self.handoff.resending:
             await self.events.console_queue(snapshot)
 
     async def _on_state_changed(self, conversation: Conversation, from_state: str, to_state: str) -> None:

@@ -132,6 +132,8 @@ class Handoff:
         self.told = told or MemoryTold()
         self.update_delay_secs = update_delay_secs
         self._queue_dirty = False
+        self._resend_all = False
+        self.resending = False  # during a broadcast that goes to everyone (queue_listeners see it)
         self._broadcast_task: asyncio.Task | None = None
 
     async def available(self) -> bool:
@@ -265,13 +267,16 @@ class Handoff:
             except Exception as exc:  # at worst the broadcast sends the same view again
                 log.warning("queue view not recorded: %s", type(exc).__name__)
 
-    async def queue_changed(self, exclude: int | None = None) -> None:
+    async def queue_changed(self, exclude: int | None = None, *, resend_all: bool = False) -> None:
         """The queue or the counsellors online changed: within QUEUE_UPDATE_DELAY_SECS the
         queued residents whose place or wait changed get it, and the queue listeners (the
         consoles) the new order. Changes meanwhile join the same broadcast. Never raises.
         (``exclude``, the conversation that moved, was told by its move and is skipped by
-        the broadcast unless its view changed since.)"""
+        the broadcast unless its view changed since.) ``resend_all``: every queued resident and
+        console gets it, changed or not (after the queue was restored: events sent while Redis
+        was away, or before another process subscribed again, may have been lost)."""
         self._queue_dirty = True
+        self._resend_all = self._resend_all or resend_all
         if self._broadcast_task is None or self._broadcast_task.done():
             self._broadcast_task = asyncio.get_running_loop().create_task(self._broadcast_soon())
 
@@ -301,15 +306,22 @@ class Handoff:
                 open_now = self.is_open()
                 views = {str(cid): self._queued_view(position, online, open_now)
                          for position, cid in enumerate(ids, start=1)}
+                resend_all, self._resend_all = self._resend_all, False
                 try:
                     changed = await self.told.changed({cid: _told_value(v) for cid, v in views.items()})
                     await self.told.keep_only([*views, CONSOLES_TOLD])
                 except BackendUnavailable:  # Redis away: everyone gets their view, changed or not
+                    resend_all = True
+                if resend_all:
                     changed = list(views)
+                self.resending = resend_all
                 for cid in changed:
                     await self.events.handoff_state(int(cid), views[cid])
-                for listener in self.queue_listeners:
-                    await listener(ids)
+                try:
+                    for listener in self.queue_listeners:
+                        await listener(ids)
+                finally:
+                    self.resending = False
         except Exception as exc:  # a missed update is healed by the next one or a resume
             log.error("queue broadcast failed: %s", type(exc).__name__)
 
