@@ -612,7 +612,7 @@ class ResidentChannel:
         try:
             turn = await self.bot.handle(
                 message.text, DialogueState.from_dict({}), message.language or state.language,
-                counsellors_online=await self.handoff.available())
+                availability=await self.handoff.availability(hs.BOT))
         finally:
             if not typing.done():
                 typing.cancel()  # answered before the indicator was due: none shown
