@@ -134,9 +134,10 @@ class ClientTextFilter(RepeatFilter):
 
 
 # Our loggers whose warnings and errors a client's input can cause.
-# (bot.policy: "NLU unavailable" comes once per message while Rasa is down.)
+# (bot.policy bounds its own "NLU unavailable" line to one per NLU_WARNING_EVERY_SECS; a second,
+# process-wide limit on it would swallow that line's periodic count.)
 INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor", "chat_server.callbacks", "chat_server.frames",
-                 "bot.policy", "bot.nlu")
+                 "bot.nlu")
 
 _FILTER = ClientTextFilter()
 _REPEATS = RepeatFilter()
