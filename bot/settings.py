@@ -81,7 +81,8 @@ _register("POLKU_RASA_SPILL_BELOW", int, 3,
 _register("POLKU_RASA_TOKEN", str, "",
           "Token of Rasa's HTTP API: the Rasa processes we start require it (handed to them on stdin, "
           "never on a command line) and our requests send it (?token=). Set it wherever other users "
-          "share the host: without it, anything on the host can load a model into Rasa. Empty: no token.")
+          "share the host: without it, anything on the host can load a model into Rasa. Empty: no token, "
+          "except under ./polku start, which makes a random one for each run.")
 _register("POLKU_RASA_TIMEOUT_SECS", float, 3.0,
           "How long one parse request to Rasa may take before the bot answers that it cannot answer right now.")
 _register("POLKU_RASA_VENV", str, str(PROJECT_ROOT / ".venv-rasa"),

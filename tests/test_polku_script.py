@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -119,6 +120,11 @@ def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal, ra
             time.sleep(0.5)
         started = _descendants(script.pid)
         assert len(started) >= 2 + rasa_servers, started  # serve-rasa, its Rasa servers, the chat server
+        # ./polku start gives Rasa a token of its own: the API refuses a caller without it.
+        for rasa_port in rasa_ports:
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{rasa_port}/status", timeout=5)
+            assert refused.value.code in (401, 403), refused.value.code
         began = time.monotonic()
         os.killpg(script.pid, stop_signal)
         script.wait(timeout=STOP_WITHIN_SECS)
