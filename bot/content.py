@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -145,6 +146,7 @@ class Content:
             for name, texts in fallbacks.items():
                 if not isinstance(texts, dict) or any(not isinstance(texts.get(lang), str) for lang in LANGUAGES):
                     problems.append(f"response {rid}: fallbacks.{name} needs a sentence in fi, sv and en")
+            problems.extend(_provenance_problems(rid, entry))
             for i, qr in enumerate(entry.get("quick_replies") or []):
                 payload = qr.get("payload") if isinstance(qr, dict) else None
                 titles = qr.get("title") if isinstance(qr, dict) else None
@@ -329,6 +331,35 @@ def split_fact_entries(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
         else:
             facts[name], entries[name] = entry, {"value": entry}
     return facts, entries
+
+
+def _provenance_problems(rid: str, entry: Mapping[str, Any]) -> list[str]:
+    """Problems with an answer's optional provenance keys: ``checked`` (the date its rule
+    was last checked, YYYY-MM-DD), ``source`` (a list of http(s) URLs it was checked
+    against) and ``rule_changed`` (a list of "YYYY-MM-DD: what changed" notes)."""
+    problems: list[str] = []
+    if "checked" in entry and _date_or_none(entry["checked"]) is None:
+        problems.append(f"response {rid}: checked must be a date (YYYY-MM-DD)")
+    if "source" in entry:
+        sources = entry["source"]
+        if not isinstance(sources, list) or not sources:
+            problems.append(f"response {rid}: source must be a list of URLs")
+        else:
+            for url in sources:
+                parts = urlsplit(url.strip()) if isinstance(url, str) else None
+                if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                    problems.append(f"response {rid}: source {url!r} is not an http(s) URL")
+    if "rule_changed" in entry:
+        notes = entry["rule_changed"]
+        if not isinstance(notes, list) or not notes:
+            problems.append(f"response {rid}: rule_changed must be a list of \"YYYY-MM-DD: what changed\" notes")
+        else:
+            for note in notes:
+                day, sep, what = note.partition(":") if isinstance(note, str) else ("", "", "")
+                if not sep or _date_or_none(day) is None or not what.strip():
+                    problems.append(f"response {rid}: rule_changed note {note!r} needs the form "
+                                    "\"YYYY-MM-DD: what changed\"")
+    return problems
 
 
 def _is_fill_in(value: Any) -> bool:

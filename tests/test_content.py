@@ -114,6 +114,34 @@ def test_validation_points_at_the_broken_item(training_copy):
     assert "unknown placeholder {no_such_fact}" in str(err.value)
 
 
+def test_answer_provenance_keys_are_validated(training_copy):
+    path = training_copy / "responses.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["housing_allowance"]["checked"] = "5.12.2026"
+    data["housing_allowance"]["source"] = ["kela.fi/asuminen"]
+    data["unemployment"]["source"] = "https://www.kela.fi/"
+    data["income_support_basic"]["rule_changed"] = ["since February: duty to apply"]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ContentError) as err:
+        Content.load(training_copy)
+    message = str(err.value)
+    assert "response housing_allowance: checked must be a date (YYYY-MM-DD)" in message
+    assert "response housing_allowance: source 'kela.fi/asuminen' is not an http(s) URL" in message
+    assert "response unemployment: source must be a list of URLs" in message
+    assert "response income_support_basic: rule_changed note 'since February: duty to apply'" in message
+
+
+def test_answer_provenance_keys_are_optional_and_accept_a_yaml_date(training_copy):
+    path = training_copy / "responses.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key in ("checked", "source", "rule_changed"):
+        data["housing_allowance"].pop(key, None)
+    data["unemployment"]["checked"] = datetime(2026, 12, 5).date()  # unquoted YAML date
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    content = Content.load(training_copy)
+    assert "source" not in content.responses["housing_allowance"]
+
+
 def test_opening_hours_tell_whether_chat_is_open(content):
     tz = ZoneInfo("Europe/Helsinki")
     monday_noon = datetime(2026, 11, 23, 12, 0, tzinfo=tz)
