@@ -114,6 +114,16 @@ def test_validation_points_at_the_broken_item(training_copy):
     assert "unknown placeholder {no_such_fact}" in str(err.value)
 
 
+BENEFIT_ANSWERS = ("income_support_basic", "housing_allowance", "unemployment")
+
+
+def test_benefit_answers_name_their_sources_and_checked_date(content):
+    for rid in BENEFIT_ANSWERS:
+        entry = content.responses[rid]
+        assert entry.get("checked"), f"{rid}: no checked date"
+        assert entry.get("source") and all(u.startswith("https://") for u in entry["source"]), rid
+
+
 def test_answer_provenance_keys_are_validated(training_copy):
     path = training_copy / "responses.yml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
