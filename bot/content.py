@@ -15,6 +15,10 @@ general sentence when there is one: the answer's own ``fallbacks: {fact:
 {fi, sv, en}}``, else the fact's ``fallback``. A fact that varies by language
 is one fact per language, ``<name>_fi``, ``<name>_sv``, ``<name>_en``:
 ``{name}`` in a text picks the fact of the text's language.
+
+An answer may also say where its rules come from: ``checked`` (a date),
+``source`` (a list of http(s) URLs) and ``rule_changed`` ("YYYY-MM-DD: what
+changed" notes). They are optional and validated; residents never see them.
 """
 
 from __future__ import annotations

@@ -152,6 +152,16 @@ def test_answer_provenance_keys_are_optional_and_accept_a_yaml_date(training_cop
     assert "source" not in content.responses["housing_allowance"]
 
 
+def test_an_admin_edit_of_an_answer_keeps_its_provenance(content):
+    from chat_server.admin import yamlfile
+
+    entry = content.responses["housing_allowance"]
+    edited = {**entry, "text": {**entry["text"], "en": "General housing allowance is decided by Kela."}}
+    again = yaml.safe_load("\n".join(yamlfile.response_block("housing_allowance", edited)))["housing_allowance"]
+    for key in ("checked", "source", "rule_changed"):
+        assert again[key] == entry[key]
+
+
 def test_opening_hours_tell_whether_chat_is_open(content):
     tz = ZoneInfo("Europe/Helsinki")
     monday_noon = datetime(2026, 11, 23, 12, 0, tzinfo=tz)
