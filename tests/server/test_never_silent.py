@@ -77,11 +77,11 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
     resident = await connect(server)
     await resident.session()
     await resident.next("bot_uttered")
-    cid = await conversation_id_of(server, resident)
 
-    # bot: the bot answers.
+    # bot: the bot answers (the first message writes the conversation).
     name, payload = await check(resident, "moi")
     assert name == "bot_uttered" and payload["metadata"]["sender"] == "bot"
+    cid = await conversation_id_of(server, resident)
 
     # Outside chat hours: a request for a person is one honest message; still with the bot.
     srv.handoff.is_open = lambda: False
@@ -141,8 +141,8 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
     other = await connect(server)
     await other.session()
     await other.next("bot_uttered")
-    other_id = await conversation_id_of(server, other)
     await check(other, "/request_counsellor")
+    other_id = await conversation_id_of(server, other)  # written with its first message
     srv.counsellor.abandon_after = timedelta(microseconds=1)
     await server.sql("UPDATE conversations SET last_activity_at = last_activity_at - interval '1 hour' "
                      "WHERE id = :c", c=other_id) if server.server.engine.dialect.name == "postgresql" else \
@@ -201,8 +201,8 @@ async def test_nobody_online_and_chat_over_for_today_returns_the_queue_at_once(s
     resident = await connect(server)
     await resident.session()
     await resident.next("bot_uttered")
-    cid = await conversation_id_of(server, resident)
     await resident.ack(await resident.say("/join_queue", language="sv"))
+    cid = await conversation_id_of(server, resident)  # written with its first message
     assert (await resident.next("handoff_state"))["state"] == "unavailable"
     assert await srv.counsellor.sweep_unattended() == []  # chat hours (always open here): it waits
     await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")  # handoff_queued_waiting
@@ -238,13 +238,16 @@ async def test_random_walks_never_leave_a_message_unanswered(launch, sqlite_sett
     if server is None:
         server = _walk_servers[id(launch)] = await launch(  # many residents and sign-ins from one address
             sqlite_settings, POLKU_RATE_ADDRESS_PER_MIN=100_000, POLKU_RATE_SESSION_PER_MIN=100_000,
-            POLKU_LOGIN_RATE_ADDRESS_PER_MIN=100_000)
+            POLKU_LOGIN_RATE_ADDRESS_PER_MIN=100_000,
+            # Every walk's resident comes from 127.0.0.1 and earlier walks' chats stay queued.
+            POLKU_QUEUED_PER_ADDRESS=100_000)
     srv = server.server
     srv.handoff.is_open = lambda: True
     srv.handoff.expected_soon = lambda: True
     resident = await connect(server)
     await resident.session()
     await resident.next("bot_uttered")
+    await answered(resident, "moi")  # the first message writes the conversation
     cid = await conversation_id_of(server, resident)
     browser = console = None
     try:
