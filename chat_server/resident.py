@@ -728,8 +728,10 @@ class ResidentChannel:
             tx.on_commit(lambda: self.events.console_message(conversation_id, stored))
             if crisis:
                 await self.handoff.escalate(tx, conversation, actor="system")
-            else:  # a clear status with the ack: waiting (place, wait) or with a counsellor
-                tx.on_commit(lambda: self._tell_status(sid, conversation))
+            # A clear status with the ack, crisis or not: waiting (place, wait) or with a counsellor.
+            # (A second crisis message of a chat already at the front escalates nothing new, and the
+            # queue's own updates go only where a view changed: without this it got the ack alone.)
+            tx.on_commit(lambda: self._tell_status(sid, conversation))
             return stored
 
     async def _tell_status(self, sid: str, conversation: Conversation) -> None:
