@@ -20,6 +20,7 @@ import pytest
 
 from bot.settings import Settings
 
+from .counsellor_helpers import StaffBrowser
 from .helpers import OWN_BOT, ResidentClient, RunningServer, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
@@ -132,3 +133,18 @@ async def resident(server, connect) -> ResidentClient:
     await client.session()
     await client.next("bot_uttered")
     return client
+
+
+@pytest.fixture
+async def browsers():
+    """browsers(server) -> a staff browser (cookies of its own), closed after the test."""
+    opened: list[StaffBrowser] = []
+
+    def _open(server) -> StaffBrowser:
+        browser = StaffBrowser(server)
+        opened.append(browser)
+        return browser
+
+    yield _open
+    for browser in opened:
+        await browser.close()

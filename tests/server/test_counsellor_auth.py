@@ -15,21 +15,7 @@ import socketio
 from bot.settings import PROJECT_ROOT
 from chat_server.auth import hash_token
 
-from .counsellor_helpers import PASSWORD, ConsoleClient, StaffBrowser, create_staff
-
-
-@pytest.fixture
-async def browsers():
-    opened: list[StaffBrowser] = []
-
-    def _open(server) -> StaffBrowser:
-        browser = StaffBrowser(server)
-        opened.append(browser)
-        return browser
-
-    yield _open
-    for browser in opened:
-        await browser.close()
+from .counsellor_helpers import PASSWORD, ConsoleClient, create_staff
 
 
 async def test_right_password_signs_in_with_a_hashed_session_and_strict_cookie(server, browsers):

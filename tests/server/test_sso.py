@@ -27,20 +27,6 @@ def provider():
     started.stop()
 
 
-@pytest.fixture
-async def browsers():
-    opened: list[StaffBrowser] = []
-
-    def _open(server) -> StaffBrowser:
-        browser = StaffBrowser(server)
-        opened.append(browser)
-        return browser
-
-    yield _open
-    for browser in opened:
-        await browser.close()
-
-
 async def provider_sign_in(http: aiohttp.ClientSession, authorize_url: str, login: str) -> str:
     """At the provider: its sign-in form as a person fills it. The URL it sends the browser back to."""
     url = authorize_url

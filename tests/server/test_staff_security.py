@@ -26,20 +26,6 @@ from .counsellor_helpers import (
 WRONG = "väärä-salasana-123"
 
 
-@pytest.fixture
-async def browsers():
-    opened: list[StaffBrowser] = []
-
-    def _open(server) -> StaffBrowser:
-        browser = StaffBrowser(server)
-        opened.append(browser)
-        return browser
-
-    yield _open
-    for browser in opened:
-        await browser.close()
-
-
 # --- the second factor -----------------------------------------------------------------------
 
 
