@@ -141,9 +141,9 @@ async def _call(sio: socketio.AsyncClient, event: str, payload: dict) -> dict:
 
 
 async def _create_users(settings: Settings, count: int, prefix: str = "c") -> None:
-    from chat_server import db
+    from chat_server.store import db
     from chat_server.auth import StaffAuth
-    from chat_server.store import Store
+    from chat_server.store.core import Store
 
     engine = db.create_engine(settings.database_url)
     try:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bot.settings import Settings, SettingsError
 
-from . import db
+from .store import db
 from .errors import StartupError
 
 # No %a: client addresses are not kept, not even in logs. logsafe.SafeAccessLogger
@@ -78,7 +78,7 @@ class _CliError(Exception):
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from .auth import InvalidStaffInput, StaffAuth
-    from .store import Store
+    from .store.core import Store
 
     engine = db.create_engine(settings.database_url)
     try:

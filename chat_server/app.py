@@ -20,9 +20,11 @@ from redis import asyncio as aioredis
 
 from bot.settings import Settings
 
-from . import admin, auth, console, db, health, logsafe, static
+from . import admin, auth, console, health, logsafe, static
+from .store import db
 from .auth import StaffAuth
 from .callbacks import Callbacks
+from .context import SERVER_KEY
 from .counsellor import ConsoleContent, CounsellorChannel
 from .errors import BackendUnavailable
 from .events import Events
@@ -37,7 +39,7 @@ from .resident import ResidentChannel
 from .sessions import RedisUnwrittenSockets, SessionIds, file_session_key, redis_session_key
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
 from .staff.oidc import OidcClient
-from .store import Store
+from .store.core import Store
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +222,6 @@ class ChatServer:
 
 
 
-SERVER_KEY = web.AppKey("polku_chat_server", ChatServer)
 
 
 class ChatSocketServer(DrainingServer, GuardedAsyncServer):

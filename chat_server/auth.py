@@ -44,6 +44,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from .context import SERVER_KEY
 from .ratelimit import _is_trusted, client_address  # noqa: F401  (client_address: for the pages)
 from .staff.accounts import PENDING_MINUTES, TOUCH_EVERY_SECS, PendingSignIn, StaffAuth  # noqa: F401
 from .staff.core import (  # re-exported: callers import them from here
@@ -70,8 +71,6 @@ async def audit(app_or_server: Any, staff: Staff | None, action: str, conversati
 
 
 def _server(app_or_server: Any) -> Any:
-    from .app import SERVER_KEY
-
     if isinstance(app_or_server, web.Application):
         return app_or_server[SERVER_KEY]
     if isinstance(app_or_server, web.Request):

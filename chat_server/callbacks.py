@@ -22,9 +22,9 @@ from .auth import Staff, add_audit
 from .counsellor import ConsoleError
 from .errors import CallbackInvalid, MalformedPayload
 from .events import Events, iso_time
-from .models import Conversation, utcnow
-from .staff_models import CallbackRequest
-from .store import Store
+from .store.models import Conversation, utcnow
+from .store.staff_models import CallbackRequest
+from .store.core import Store
 
 log = logging.getLogger(__name__)
 

@@ -51,11 +51,11 @@ from .events import (
     iso_time, staff_session_room,
 )
 from .handoff import Handoff
-from .models import Conversation, HandoffTransition, Message, utcnow
+from .store.models import Conversation, HandoffTransition, Message, utcnow
 from .presence import PRESENCE_HEARTBEAT_SECS, Presence
 from .redis_backend import redis_errors
-from .staff_models import ConversationNote, ConversationTag
-from .store import Store
+from .store.staff_models import ConversationNote, ConversationTag
+from .store.core import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import socketio
 
-from .models import Message
+from .store.models import Message
 
 log = logging.getLogger(__name__)
 

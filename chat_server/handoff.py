@@ -41,10 +41,10 @@ from bot.types import Availability
 
 from .errors import BackendUnavailable, IllegalTransition
 from .events import Events, HandoffView
-from .models import Conversation, utcnow
+from .store.models import Conversation, utcnow
 from .presence import Presence
 from .queue import HandoffQueue, MemoryTold, Told
-from .store import Transaction
+from .store.core import Transaction
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .context import SERVER_KEY
 from .errors import BackendUnavailable
 
 READY_CHECK_TIMEOUT_SECS = 2.0
@@ -27,8 +28,6 @@ async def health(request: web.Request) -> web.Response:
     """Alive; for those who may see details (as /ready's), the process's counts of
     refused client input since it started (frames.FrameStats: malformed frames,
     connections closed for them, refusals by code)."""
-    from .app import SERVER_KEY
-
     server = request.app.get(SERVER_KEY)
     stats = getattr(getattr(server, "sio", None), "frame_stats", None)
     body: dict[str, Any] = {"status": "ok"}
@@ -90,8 +89,6 @@ async def _check_rasa(server: Any) -> tuple[str, str | None]:
 
 
 async def ready(request: web.Request) -> web.Response:
-    from .app import SERVER_KEY
-
     server = request.app[SERVER_KEY]
     results = await asyncio.gather(_check_database(server), _check_redis(server), _check_rasa(server))
     checks: dict[str, str] = {}
@@ -117,7 +114,6 @@ def _is_loopback(address: str) -> bool:
 async def _may_see_details(request: web.Request) -> bool:
     """Staff, or a client on this machine: the peer is loopback and no proxy forwarded the request
     (a proxy of POLKU_TRUSTED_PROXIES is looked through to the client it names)."""
-    from .app import SERVER_KEY
     from .auth import current_staff
     from .ratelimit import client_address
 

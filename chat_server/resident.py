@@ -32,10 +32,10 @@ from .errors import (BackendUnavailable, MalformedPayload, MessageTooLong, Queue
 from .events import Events, HandoffView, conversation_room
 from .handoff import Handoff
 from .messages import error_text
-from .models import Conversation, Message, utcnow
+from .store.models import Conversation, Message, utcnow
 from .ratelimit import MemorySocketCounter, Network, RateLimits, SocketCounter, address_key, client_address
 from .sessions import SessionIds, hash_session_id, looks_like_session_id, mint_session_id
-from .store import (Store, Transaction, TurnChanges, insert_messages, is_expired, lock_state, message_row,
+from .store.core import (Store, Transaction, TurnChanges, insert_messages, is_expired, lock_state, message_row,
                     run_after_commit)
 
 log = logging.getLogger(__name__)

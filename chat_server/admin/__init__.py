@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS, ContentError
 from bot.nlu import RasaClient
 
+from ..context import ADMIN_KEY
 from ..shutdown import bounded
 from . import routes
 from .changes import ContentService
@@ -160,7 +161,6 @@ def _fact_help(text: str) -> dict[str, str]:
     return {k: " ".join(v) for k, v in out.items()}
 
 
-ADMIN_KEY = web.AppKey("polku_admin", Admin)
 
 
 def setup(app: web.Application, server: Any) -> Admin:

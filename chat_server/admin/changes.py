@@ -18,8 +18,8 @@ from sqlalchemy import delete, func, select
 
 from bot.content import Content, ContentError
 
-from ..admin_models import ContentChange, InboxDecision
-from ..models import utcnow
+from ..store.admin_models import ContentChange, InboxDecision
+from ..store.models import utcnow
 from . import editing
 from .editing import Edit, EditConflict, EditRefused, TrainingData
 

@@ -21,10 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.types import FALLBACK_INTENT, LANGUAGES
 
-from ..admin_models import InboxDecision, MessageGuess
-from ..models import Message, utcnow
+from ..store.admin_models import InboxDecision, MessageGuess
+from ..store.models import Message, utcnow
 from ..numbers import is_id, parse_id
-from ..store import guess_list
+from ..store.core import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
 from .checks import normalise_example, personal_data, problem

@@ -30,8 +30,8 @@ from typing import Any
 import aiohttp
 from sqlalchemy import select
 
-from ..admin_models import BotModel, ModelActivation
-from ..models import utcnow
+from ..store.admin_models import BotModel, ModelActivation
+from ..store.models import utcnow
 from .changes import StaffRef
 from .locks import cluster_lock
 from .nlu_guard import LOADING_POLL_SECS, ActivationFlag

@@ -44,9 +44,9 @@ from sqlalchemy import column, delete, inspect, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .. import handoff as hs
-from ..admin_models import ContentChange, InboxDecision, KeptExample, RetentionRun
-from ..models import Conversation, HandoffTransition, Message, utcnow
-from ..staff_models import AuditRecord
+from ..store.admin_models import ContentChange, InboxDecision, KeptExample, RetentionRun
+from ..store.models import Conversation, HandoffTransition, Message, utcnow
+from ..store.staff_models import AuditRecord
 from .locks import cluster_lock
 from .statistics import Statistics
 

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from ..context import ADMIN_KEY
 from ..auth import (
     audit, csrf_token, require_recent_auth, require_staff, secure_cookies, staff_page_headers, ui_language,
 )
@@ -39,8 +40,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _admin(request: web.Request):
-    from . import ADMIN_KEY
-
     return request.app[ADMIN_KEY]
 
 

@@ -27,8 +27,8 @@ from sqlalchemy import Select, column, func, inspect, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..admin_models import DailyStat
-from ..models import Conversation, HandoffTransition, Message, UtcDateTime
+from ..store.admin_models import DailyStat
+from ..store.models import Conversation, HandoffTransition, Message, UtcDateTime
 
 Key = tuple[date, str, str]
 

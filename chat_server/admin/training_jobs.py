@@ -36,8 +36,8 @@ from bot.nlu import PrecomputedNlu, RasaClient
 from bot.policy import Bot
 from bot.training import TrainerProcess, TrainingError, load_heldout, train_and_parse
 
-from ..admin_models import TrainingRun
-from ..models import utcnow
+from ..store.admin_models import TrainingRun
+from ..store.models import utcnow
 from .changes import StaffRef
 from .registry import ModelRegistry, model_stem
 

@@ -15,10 +15,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, select, update
 
-from ..models import utcnow
+from ..store.models import utcnow
 from ..ratelimit import Counter, _key
-from ..staff_models import AuditRecord, RecoveryCode, StaffSession, StaffUser
-from ..store import Store, Transaction
+from ..store.staff_models import AuditRecord, RecoveryCode, StaffSession, StaffUser
+from ..store.core import Store, Transaction
 from . import totp
 from .core import (
     CSRF_TOKEN_BYTES, PASSWORD_MAX_CHARS, SESSION_TOKEN_BYTES, AuthError, InvalidStaffInput,

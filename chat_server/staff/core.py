@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChatServerError
-from ..models import utcnow
-from ..staff_models import ROLES, AuditRecord
-from ..store import Transaction
+from ..store.models import utcnow
+from ..store.staff_models import ROLES, AuditRecord
+from ..store.core import Transaction
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "console"
 

@@ -46,8 +46,8 @@ from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
 
 from ..errors import ConfigurationError
-from ..models import utcnow
-from ..staff_models import SsoState
+from ..store.models import utcnow
+from ..store.staff_models import SsoState
 
 log = logging.getLogger(__name__)
 

@@ -27,110 +27,11 @@ from ..auth import (
     _server, client_address, cookie_name, current_staff, login_csrf_cookie, require_staff, safe_next,
     secure_cookies, session_cookie_token, staff_page_headers, ui_language,
 )
-from ..models import utcnow
+from .. import i18n
+from ..store.models import utcnow
 from . import totp
 
-TEXTS: dict[str, dict[str, str]] = {
-    "fi": {
-        "title": "Kirjaudu – Polku-chat", "heading": "Kirjaudu Polku-chattiin",
-        "intro": "Ohjaajien ja ylläpitäjien kirjautuminen.",
-        "username": "Käyttäjätunnus", "password": "Salasana", "submit": "Kirjaudu",
-        "wrong_credentials": "Käyttäjätunnus tai salasana on väärin.",
-        "too_many_attempts": "Liian monta yritystä. Odota {secs} sekuntia ja yritä uudelleen.",
-        "signed_out": "Olet kirjautunut ulos.", "signed_out_everywhere": "Olet kirjautunut ulos kaikilta laitteilta.",
-        "expired": "Istuntosi päättyi, koska et käyttänyt palvelua hetkeen. Kirjaudu uudelleen.",
-        "error_heading": "Kirjautuminen ei onnistunut", "language": "Kieli",
-        "sso": "Kirjaudu organisaation tunnuksella", "or": "tai paikallisella tunnuksella:",
-        "sso_failed": "Kertakirjautuminen ei onnistunut. Yritä uudelleen tai ota yhteys ylläpitoon.",
-        "sso_no_role": "Tunnuksellasi ei ole oikeutta Polku-chattiin. Ota yhteys ylläpitoon.",
-        "local_off": "Kirjaudu organisaation tunnuksella.",
-        "tf_title": "Vahvista kirjautuminen – Polku-chat", "tf_heading": "Vahvista kirjautuminen",
-        "code": "Vahvistuskoodi",
-        "code_hint": "Kuusinumeroinen koodi todennussovelluksesta, tai jokin varakoodeistasi.",
-        "verify": "Vahvista", "cancel": "Peruuta",
-        "wrong_code": "Koodi ei kelpaa. Tarkista, että puhelimen kello on oikeassa ajassa, ja yritä uudelleen.",
-        "en_title": "Ota kaksivaiheinen tunnistus käyttöön – Polku-chat",
-        "en_heading": "Ota kaksivaiheinen tunnistus käyttöön",
-        "en_intro": "Polku-chatissa käsitellään arkaluonteisia tietoja, joten salasanan lisäksi tarvitaan "
-                    "puhelimen todennussovelluksen koodi.",
-        "en_step1": "Avaa todennussovellus (esimerkiksi Microsoft Authenticator, Google Authenticator tai FreeOTP).",
-        "en_step2": "Lue QR-koodi sovelluksella, tai kirjoita sovellukseen tämä avain:",
-        "en_step3": "Kirjoita alle sovelluksen näyttämä kuusinumeroinen koodi.",
-        "qr_alt": "QR-koodi todennussovellukselle", "secret_label": "Avain",
-        "enrol_code_hint": "Kuusinumeroinen koodi, jonka sovellus näyttää nyt.",
-        "rc_title": "Varakoodit – Polku-chat", "rc_heading": "Tallenna varakoodisi",
-        "rc_intro": "Jos puhelimesi katoaa, voit kirjautua näillä koodeilla. Jokainen käy kerran. "
-                    "Säilytä ne turvallisessa paikassa, esimerkiksi tulostettuna lukitussa laatikossa.",
-        "rc_after": "Koodeja ei näytetä uudelleen. Ylläpito voi tarvittaessa nollata kaksivaiheisen tunnistuksen.",
-        "continue": "Olen tallentanut koodit – jatka",
-    },
-    "sv": {
-        "title": "Logga in – Polku-chatten", "heading": "Logga in i Polku-chatten",
-        "intro": "Inloggning för handledare och administratörer.",
-        "username": "Användarnamn", "password": "Lösenord", "submit": "Logga in",
-        "wrong_credentials": "Fel användarnamn eller lösenord.",
-        "too_many_attempts": "För många försök. Vänta {secs} sekunder och försök igen.",
-        "signed_out": "Du har loggat ut.", "signed_out_everywhere": "Du har loggat ut på alla enheter.",
-        "expired": "Din session tog slut eftersom du inte använde tjänsten på en stund. Logga in igen.",
-        "error_heading": "Inloggningen misslyckades", "language": "Språk",
-        "sso": "Logga in med organisationens konto", "or": "eller med ett lokalt konto:",
-        "sso_failed": "Enkel inloggning misslyckades. Försök igen eller kontakta administratören.",
-        "sso_no_role": "Ditt konto har ingen behörighet till Polku-chatten. Kontakta administratören.",
-        "local_off": "Logga in med organisationens konto.",
-        "tf_title": "Bekräfta inloggningen – Polku-chatten", "tf_heading": "Bekräfta inloggningen",
-        "code": "Verifieringskod",
-        "code_hint": "Den sexsiffriga koden i autentiseringsappen, eller en av dina reservkoder.",
-        "verify": "Bekräfta", "cancel": "Avbryt",
-        "wrong_code": "Koden gäller inte. Kontrollera att telefonens klocka går rätt och försök igen.",
-        "en_title": "Ta i bruk tvåstegsverifiering – Polku-chatten",
-        "en_heading": "Ta i bruk tvåstegsverifiering",
-        "en_intro": "Polku-chatten behandlar känsliga uppgifter, så utöver lösenordet behövs en kod från "
-                    "en autentiseringsapp i telefonen.",
-        "en_step1": "Öppna en autentiseringsapp (till exempel Microsoft Authenticator, Google Authenticator eller FreeOTP).",
-        "en_step2": "Läs QR-koden med appen, eller skriv in den här nyckeln i appen:",
-        "en_step3": "Skriv nedan den sexsiffriga kod som appen visar.",
-        "qr_alt": "QR-kod för autentiseringsappen", "secret_label": "Nyckel",
-        "enrol_code_hint": "Den sexsiffriga kod som appen visar nu.",
-        "rc_title": "Reservkoder – Polku-chatten", "rc_heading": "Spara dina reservkoder",
-        "rc_intro": "Om du tappar bort telefonen kan du logga in med de här koderna. Varje kod fungerar en gång. "
-                    "Förvara dem säkert, till exempel utskrivna i en låst låda.",
-        "rc_after": "Koderna visas inte igen. Administratören kan vid behov nollställa tvåstegsverifieringen.",
-        "continue": "Jag har sparat koderna – fortsätt",
-    },
-    "en": {
-        "title": "Sign in – Polku chat", "heading": "Sign in to Polku chat",
-        "intro": "Sign-in for counsellors and admins.",
-        "username": "Username", "password": "Password", "submit": "Sign in",
-        "wrong_credentials": "Wrong username or password.",
-        "too_many_attempts": "Too many attempts. Please wait {secs} seconds and try again.",
-        "signed_out": "You have signed out.", "signed_out_everywhere": "You have signed out on every device.",
-        "expired": "Your session ended because you had not used the service for a while. Please sign in again.",
-        "error_heading": "Sign-in failed", "language": "Language",
-        "sso": "Sign in with your organisation's account", "or": "or with a local account:",
-        "sso_failed": "Single sign-on did not succeed. Please try again or contact the admins.",
-        "sso_no_role": "Your account has no access to Polku chat. Please contact the admins.",
-        "local_off": "Sign in with your organisation's account.",
-        "tf_title": "Confirm sign-in – Polku chat", "tf_heading": "Confirm your sign-in",
-        "code": "Verification code",
-        "code_hint": "The six-digit code of your authenticator app, or one of your recovery codes.",
-        "verify": "Confirm", "cancel": "Cancel",
-        "wrong_code": "That code is not valid. Check that your phone's clock is right and try again.",
-        "en_title": "Set up two-step verification – Polku chat",
-        "en_heading": "Set up two-step verification",
-        "en_intro": "Polku chat handles sensitive personal data, so besides your password you need a code "
-                    "from an authenticator app on your phone.",
-        "en_step1": "Open an authenticator app (for example Microsoft Authenticator, Google Authenticator or FreeOTP).",
-        "en_step2": "Scan the QR code with the app, or type this key into the app:",
-        "en_step3": "Type the six-digit code the app shows below.",
-        "qr_alt": "QR code for the authenticator app", "secret_label": "Key",
-        "enrol_code_hint": "The six-digit code the app shows now.",
-        "rc_title": "Recovery codes – Polku chat", "rc_heading": "Save your recovery codes",
-        "rc_intro": "If you lose your phone, you can sign in with these codes. Each works once. "
-                    "Keep them somewhere safe, for example printed in a locked drawer.",
-        "rc_after": "The codes are not shown again. The admins can reset two-step verification if needed.",
-        "continue": "I have saved the codes – continue",
-    },
-}
+TEXTS: dict[str, dict[str, str]] = i18n.section("sign_in")
 
 e = html.escape
 

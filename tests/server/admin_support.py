@@ -9,9 +9,10 @@ from typing import Any
 
 import aiohttp
 
-from chat_server.admin import ADMIN_KEY, Admin
+from chat_server.admin import Admin
+from chat_server.context import ADMIN_KEY
 from chat_server.auth import cookie_name
-from chat_server.models import Conversation, HandoffTransition, Message
+from chat_server.store.models import Conversation, HandoffTransition, Message
 
 from .counsellor_helpers import full_sign_in
 from .helpers import RunningServer

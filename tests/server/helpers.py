@@ -17,7 +17,8 @@ from sqlalchemy import text as sql
 from bot.redact import redact
 from bot.settings import Settings
 from bot.types import BotTurn, DialogueState, Handoff, ParseResult, QuickReply, Reply
-from chat_server.app import SERVER_KEY, ChatServer, create_app
+from chat_server.app import ChatServer, create_app
+from chat_server.context import SERVER_KEY
 
 EVENT_TIMEOUT_SECS = 5.0
 OWN_BOT = object()  # launch(..., bot=OWN_BOT): the server loads its Bot itself, as in production

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chat_server.admin.statistics import MEASURES
-from chat_server.models import utcnow
+from chat_server.store.models import utcnow
 
 from .admin_support import AdminClient, admin_of, create_staff, seed_conversation
 

@@ -12,7 +12,7 @@ import pytest
 
 from chat_server import handoff as hs
 from chat_server.counsellor import CLOSE_TAGS
-from chat_server.models import utcnow
+from chat_server.store.models import utcnow
 
 from .counsellor_helpers import (
     StaffBrowser, conversation_id_of, create_staff, picked_up_resident, queued_resident, skip_pending,

@@ -14,10 +14,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from bot.settings import PROJECT_ROOT
-from chat_server import db
-from chat_server.models import Base
-import chat_server.admin_models  # noqa: F401  (the admin tables join Base.metadata)
-import chat_server.staff_models  # noqa: F401  (the counsellor tables join Base.metadata)
+from chat_server.store import db
+from chat_server.store.models import Base
+import chat_server.store.admin_models  # noqa: F401  (the admin tables join Base.metadata)
+import chat_server.store.staff_models  # noqa: F401  (the counsellor tables join Base.metadata)
 
 
 TABLES = {"conversations", "messages", "handoff_transitions", "alembic_version"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chat_server.models import utcnow
-from chat_server.staff_models import AuditRecord
+from chat_server.store.models import utcnow
+from chat_server.store.staff_models import AuditRecord
 
 from .admin_support import AdminClient, admin_of, seed_conversation
 

@@ -17,7 +17,7 @@ import socketio
 from sqlalchemy import update
 
 from bot.settings import PROJECT_ROOT
-from chat_server.staff_models import StaffSession
+from chat_server.store.staff_models import StaffSession
 
 from .counsellor_helpers import (
     PASSWORD, TOTP_SECRETS, ConsoleClient, StaffBrowser, create_staff, last_used_code, next_code,

@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from bot.types import LANGUAGES
-from chat_server import db, ratelimit
+from chat_server import ratelimit
+from chat_server.store import db
 from chat_server.errors import ERROR_CODES, ConfigurationError, RateLimited
 from chat_server.messages import ERROR_TEXTS, error_text
 from chat_server.sessions import hash_session_id, looks_like_session_id, mint_session_id
@@ -107,7 +108,7 @@ def test_asyncpg_connection_errors_count_as_a_database_outage():
     from asyncpg.exceptions import CannotConnectNowError, ConnectionDoesNotExistError
     from sqlalchemy.exc import IntegrityError
 
-    from chat_server.store import _is_backend_failure
+    from chat_server.store.core import _is_backend_failure
 
     assert _is_backend_failure(CannotConnectNowError("the database system is starting up"))
     assert _is_backend_failure(ConnectionDoesNotExistError("connection was closed"))

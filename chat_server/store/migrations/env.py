@@ -1,6 +1,6 @@
 """Alembic environment of the chat server.
 
-Run by ``chat_server.db.migrate`` (which hands over a connection of the
+Run by ``chat_server.store.db.migrate`` (which hands over a connection of the
 server's own engine) or by the ``alembic`` command line, in which case the URL
 comes from the settings (``POLKU_DATABASE_URL``).
 """
@@ -14,9 +14,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from bot.settings import Settings
-from chat_server.models import Base
-import chat_server.admin_models  # noqa: F401  (the admin tables join Base.metadata)
-import chat_server.staff_models  # noqa: F401  (the counsellor tables join Base.metadata)
+from chat_server.store.models import Base
+import chat_server.store.admin_models  # noqa: F401  (the admin tables join Base.metadata)
+import chat_server.store.staff_models  # noqa: F401  (the counsellor tables join Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata
@@ -34,7 +34,7 @@ def run_with_connection(connection: Connection) -> None:
 
 
 async def run_with_own_engine(url: str) -> None:
-    from chat_server.db import create_engine
+    from chat_server.store.db import create_engine
 
     engine = create_engine(url)
     try:

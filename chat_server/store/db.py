@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .errors import ConfigurationError, StartupError
+from ..errors import ConfigurationError, StartupError
 
 log = logging.getLogger(__name__)
 

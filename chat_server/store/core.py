@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from .admin_models import MessageGuess
 from .db import READ_ONLY_OPTION, sqlite_thread_engine
-from .errors import BackendUnavailable
+from ..errors import BackendUnavailable
 from .models import Conversation, HandoffTransition, Message, utcnow
 
 log = logging.getLogger(__name__)
