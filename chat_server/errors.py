@@ -1,15 +1,34 @@
-"""The chat server's named errors.
+"""The chat server's one error family.
 
-Errors a resident's input can cause carry the protocol's error ``code``; the
-resident handlers (``resident.py``) turn them into one ``error`` event each,
-in one place. Nothing was changed when one is raised.
+Every error the server raises on purpose is a ``ChatServerError`` with a
+machine ``code`` and an ``http_status``. Each transport translates the family
+once: the resident channel into one ``error`` event, the counsellor channel
+into a ``{"ok": false, "error": code}`` acknowledgement, HTTP handlers into a
+JSON or page response with ``http_status``. Nothing was changed when one is
+raised. Texts for codes live in ``chat_server/i18n/<language>.yml``.
 """
 
 from __future__ import annotations
 
 
 class ChatServerError(Exception):
-    """Base of every error the chat server raises on purpose."""
+    """Base of every error the chat server raises on purpose.
+
+    ``code`` (a class attribute, or given per instance) names the error for
+    machines and for translations; ``http_status`` is what an HTTP handler
+    answers with. ``detail`` is for logs and never holds a resident's text.
+    """
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, detail: str = "", *, code: str | None = None, http_status: int | None = None) -> None:
+        super().__init__(detail or code or self.code)
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+        self.detail = detail
 
 
 class StartupError(ChatServerError):
@@ -27,10 +46,10 @@ class ResidentError(ChatServerError):
     """Input refused; ``code`` is the protocol's error code."""
 
     code = "server_busy"
+    http_status = 400
 
     def __init__(self, detail: str = "", *, client_id: str | None = None) -> None:
-        super().__init__(detail or self.code)
-        self.detail = detail  # for logs only: never contains message text
+        super().__init__(detail)  # detail: for logs only, never contains message text
         self.client_id = client_id
 
 
@@ -40,6 +59,7 @@ class MessageTooLong(ResidentError):
 
 class RateLimited(ResidentError):
     code = "rate_limited"
+    http_status = 429
 
 
 class UnknownSession(ResidentError):
@@ -77,6 +97,7 @@ class ServerBusy(ResidentError):
     """A backend (database, Redis) failed; the resident may try again."""
 
     code = "server_busy"
+    http_status = 503
 
 
 class BackendUnavailable(ServerBusy):
@@ -99,6 +120,9 @@ ERROR_CODES: tuple[str, ...] = (
 
 class IllegalTransition(ChatServerError):
     """A handoff move the state machine does not allow (or not for this actor)."""
+
+    code = "illegal_transition"
+    http_status = 409
 
     def __init__(self, from_state: str, to_state: str, actor: str) -> None:
         super().__init__(f"handoff {from_state} -> {to_state} is not allowed for {actor}")
