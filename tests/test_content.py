@@ -115,6 +115,12 @@ def test_validation_points_at_the_broken_item(training_copy):
 
 
 BENEFIT_ANSWERS = ("income_support_basic", "housing_allowance", "unemployment")
+# Every answer that states a rule, deadline or service rule names where it was checked
+# (issue 15 item 4; docs/facts-review.md).
+RULE_ANSWERS = (*BENEFIT_ANSWERS, "income_support_supplementary", "kela_application_help",
+                "debt_counselling", "social_rehabilitation", "appeal_decision", "child_welfare_notice",
+                "own_worker", "become_client", "housing_problem", "mental_health", "crisis",
+                "crisis_suicide", "crisis_violence", "crisis_basic_needs", "handoff_crisis_unavailable")
 
 
 def test_benefit_answers_name_their_sources_and_checked_date(content):
@@ -122,6 +128,21 @@ def test_benefit_answers_name_their_sources_and_checked_date(content):
         entry = content.responses[rid]
         assert entry.get("checked"), f"{rid}: no checked date"
         assert entry.get("source") and all(u.startswith("https://") for u in entry["source"]), rid
+
+
+def test_every_rule_answer_names_its_sources_and_checked_date(content):
+    for rid in RULE_ANSWERS:
+        entry = content.responses[rid]
+        assert entry.get("checked"), f"{rid}: no checked date"
+        assert entry.get("source") and all(u.startswith(("https://", "http://")) for u in entry["source"]), rid
+
+
+@pytest.mark.parametrize("lang", ["fi", "sv", "en"])
+def test_appeal_answer_gives_30_days_from_notice(content, lang):
+    """A resident's own social services decision: 30 days from notification (Administrative
+    Procedure Act via the Social Welfare Act), not the 14 days of the area's general decisions."""
+    text = content.reply("appeal_decision", lang).text
+    assert "30" in text and "14" not in text
 
 
 def test_answer_provenance_keys_are_validated(training_copy):
