@@ -140,7 +140,7 @@ def test_every_rule_answer_names_its_sources_and_checked_date(content):
 @pytest.mark.parametrize("lang", ["fi", "sv", "en"])
 def test_appeal_answer_gives_30_days_from_notice(content, lang):
     """A resident's own social services decision: 30 days from notification (Administrative
-    Procedure Act via the Social Welfare Act), not the 14 days of the area's general decisions."""
+    Procedure Act via the Social Welfare Act; docs/facts-review.md 6.3), never 14 days."""
     text = content.reply("appeal_decision", lang).text
     assert "30" in text and "14" not in text
 
