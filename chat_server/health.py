@@ -114,7 +114,7 @@ def _is_loopback(address: str) -> bool:
 async def _may_see_details(request: web.Request) -> bool:
     """Staff, or a client on this machine: the peer is loopback and no proxy forwarded the request
     (a proxy of POLKU_TRUSTED_PROXIES is looked through to the client it names)."""
-    from .auth import current_staff
+    from .staff.web import current_staff
     from .ratelimit import client_address
 
     server = request.app[SERVER_KEY]
