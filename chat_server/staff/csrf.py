@@ -25,7 +25,7 @@ from .web import (
     staff_auth,
 )
 
-log = logging.getLogger("chat_server.auth")
+log = logging.getLogger(__name__)
 
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"

@@ -24,7 +24,7 @@ from .sessions import PENDING_MINUTES, PendingSignIn, Staff, staff_of, start_ses
 from .throttle import ACCOUNT, ADDRESS, PAIR, SECOND_FACTOR, Policy, Throttle
 from .throttle import key as throttle_key
 
-log = logging.getLogger("chat_server.auth")
+log = logging.getLogger(__name__)
 
 
 class SignIn:
