@@ -142,12 +142,13 @@ async def _call(sio: socketio.AsyncClient, event: str, payload: dict) -> dict:
 
 async def _create_users(settings: Settings, count: int, prefix: str = "c") -> None:
     from chat_server.store import db
-    from chat_server.auth import StaffAuth
+    from chat_server.staff.service import StaffAuth
     from chat_server.store.core import Store
+    from chat_server.store.staff import StaffRepository
 
     engine = db.create_engine(settings.database_url)
     try:
-        auth = StaffAuth(Store(engine), session_hours=1, rate_address_per_min=1000)
+        auth = StaffAuth(StaffRepository(Store(engine)), session_hours=1, rate_address_per_min=1000)
         await asyncio.gather(*(auth.create_user(f"{prefix}{i:02d}", f"Ohjaaja {prefix}{i}", "counsellor", PASSWORD)
                                for i in range(count)))
     finally:

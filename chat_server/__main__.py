@@ -77,14 +77,16 @@ class _CliError(Exception):
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
-    from .auth import InvalidStaffInput, StaffAuth
+    from .errors import InvalidStaffInput
+    from .staff.service import StaffAuth
     from .store.core import Store
+    from .store.staff import StaffRepository
 
     engine = db.create_engine(settings.database_url)
     try:
         if settings.migrate_on_start:
             await db.migrate(engine)
-        auth = StaffAuth.from_settings(Store(engine), settings)
+        auth = StaffAuth.from_settings(StaffRepository(Store(engine)), settings)
         try:
             if args.users_command == "create":
                 password = _read_password(args.password_stdin)

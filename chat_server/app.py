@@ -20,13 +20,13 @@ from redis import asyncio as aioredis
 
 from bot.settings import Settings
 
-from . import admin, auth, console, health, logsafe, static
+from . import admin, console, health, logsafe, static
 from .store import db
-from .auth import StaffAuth
 from .callbacks import Callbacks
 from .context import SERVER_KEY
 from .counsellor import ConsoleContent, CounsellorChannel
 from .errors import BackendUnavailable
+from .errors_http import error_middleware
 from .events import Events
 from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
@@ -38,8 +38,12 @@ from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
 from .resident import ResidentChannel
 from .sessions import RedisUnwrittenSockets, SessionIds, file_session_key, redis_session_key
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
+from .staff import pages as staff_pages, session_routes as staff_session_routes
+from .staff.csrf import csrf_middleware, security_headers_middleware
 from .staff.oidc import OidcClient
+from .staff.service import StaffAuth
 from .store.core import Store
+from .store.staff import StaffRepository
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +111,9 @@ class ChatServer:
                                is_open=self._chat_hours(), expected_soon=self._chat_expected_soon(),
                                told=RedisTold(self.redis, settings.redis_prefix + "queue_told")
                                if self.redis is not None else MemoryTold())
-        self.auth = StaffAuth.from_settings(self.store, settings, redis=self.redis, counter=counter)
-        self.oidc = OidcClient(settings, self.store) if settings.oidc_issuer else None
+        staff_repo = StaffRepository(self.store)
+        self.auth = StaffAuth.from_settings(staff_repo, settings, redis=self.redis, counter=counter)
+        self.oidc = OidcClient(settings, staff_repo) if settings.oidc_issuer else None
         self.callbacks = Callbacks(self.store, self.events)
         self.resident = ResidentChannel(
             self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
@@ -279,7 +284,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
         engineio_logger=logging.getLogger("engineio.server"),
     )
     _without_websocket_compression(sio)
-    app = web.Application(middlewares=[auth.security_headers_middleware, auth.csrf_middleware])
+    app = web.Application(middlewares=[security_headers_middleware, error_middleware, csrf_middleware])
     sio.attach(app)
     server = ChatServer(settings, sio, bot=bot)
     app[SERVER_KEY] = server
@@ -304,6 +309,7 @@ def create_app(settings: Settings | None = None, *, bot: Any = None,
     app.router.add_get("/ready", health.ready)
     static.add_routes(app, widget_dir or static.WIDGET_DIR)
     admin.setup(app, server)
-    auth.add_routes(app)
+    staff_pages.add_routes(app)
+    staff_session_routes.add_routes(app)
     console.add_routes(app)
     return app

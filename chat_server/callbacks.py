@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from .auth import Staff, add_audit
+from .staff.audit import add_audit
+from .staff.sessions import Staff
 from .counsellor import ConsoleError
 from .errors import CallbackInvalid, MalformedPayload
 from .events import Events, iso_time

@@ -27,10 +27,9 @@ from bot.types import LANGUAGES
 
 from . import i18n
 from .context import SERVER_KEY
-from .auth import (
-    LANGUAGE_NAMES, STATIC_DIR, Staff, csrf_token, require_staff, secure_cookies, staff_page_headers,
-    ui_language,
-)
+from .staff.csrf import csrf_token, staff_page_headers
+from .staff.sessions import Staff
+from .staff.web import LANGUAGE_NAMES, STATIC_DIR, require_staff, secure_cookies, ui_language
 from .counsellor import ConsoleError
 from .numbers import parse_id
 

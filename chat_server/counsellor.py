@@ -44,7 +44,10 @@ from bot.content import TOPIC_INTENTS
 from bot.types import LANGUAGES
 
 from . import handoff as hs
-from .auth import Staff, StaffAuth, add_audit, session_cookie_token
+from .staff.audit import add_audit
+from .staff.service import StaffAuth
+from .staff.sessions import Staff
+from .staff.web import session_cookie_token
 from .errors import BackendUnavailable, ChatServerError, IllegalTransition
 from .events import (
     COUNSELLOR_NAMESPACE, COUNSELLORS_ROOM, Events, conversation_room, console_message_payload,

@@ -10,6 +10,8 @@ raised. Texts for codes live in ``chat_server/i18n/<language>.yml``.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ChatServerError(Exception):
     """Base of every error the chat server raises on purpose.
@@ -29,6 +31,10 @@ class ChatServerError(Exception):
         if http_status is not None:
             self.http_status = http_status
         self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of an HTTP answer to this error (``chat_server/errors_http.py``)."""
+        return {"error": self.code}
 
 
 class StartupError(ChatServerError):
@@ -129,3 +135,55 @@ class IllegalTransition(ChatServerError):
         self.from_state = from_state
         self.to_state = to_state
         self.actor = actor
+
+
+# --- Errors of staff sign-in (chat_server/staff/) ------------------------------------
+
+
+class AuthError(ChatServerError):
+    """A staff action refused; ``code`` names why (the sign-in pages show a text for it)."""
+
+    code = "auth_error"
+    http_status = 401
+
+
+class SignInFailed(AuthError):
+    """Unknown user, wrong password or disabled account: the same answer for all three."""
+
+    code = "wrong_credentials"
+
+
+class SecondFactorFailed(AuthError):
+    code = "wrong_code"
+
+
+class SignInThrottled(AuthError):
+    """Too early after failed attempts (or too many from one address): wait ``wait_secs``."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+    def __init__(self, detail: str = "", *, wait_secs: float = 1.0) -> None:
+        super().__init__(detail)
+        self.wait_secs = wait_secs
+
+
+class InvalidStaffInput(AuthError):
+    """A username, display name, role or password that cannot be used (CLI and admin pages)."""
+
+    code = "invalid_input"
+    http_status = 400
+
+
+class SsoError(ChatServerError):
+    """A single sign-on that did not succeed; ``code`` is what the sign-in page says."""
+
+    code = "sso_failed"
+    http_status = 401
+
+
+class SsoNoRole(SsoError):
+    """The provider signed the user in, but no value of the role claim is one of Polku's."""
+
+    code = "sso_no_role"
+    http_status = 403

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from .context import SERVER_KEY
 from .errors import BackendUnavailable
+from .ratelimit import client_address
+from .staff.web import current_staff
 
 READY_CHECK_TIMEOUT_SECS = 2.0
 
@@ -114,8 +116,6 @@ def _is_loopback(address: str) -> bool:
 async def _may_see_details(request: web.Request) -> bool:
     """Staff, or a client on this machine: the peer is loopback and no proxy forwarded the request
     (a proxy of POLKU_TRUSTED_PROXIES is looked through to the client it names)."""
-    from .auth import current_staff
-    from .ratelimit import client_address
 
     server = request.app[SERVER_KEY]
     forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers

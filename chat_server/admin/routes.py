@@ -17,9 +17,9 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from ..context import ADMIN_KEY
-from ..auth import (
-    audit, csrf_token, require_recent_auth, require_staff, secure_cookies, staff_page_headers, ui_language,
-)
+from ..staff.audit import audit
+from ..staff.csrf import csrf_token, staff_page_headers
+from ..staff.web import require_recent_auth, require_staff, secure_cookies, ui_language
 from ..numbers import parse_id
 from .changes import StaffRef, UndoRefused
 from .editing import EditConflict, EditRefused

@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 from authlib.common.security import generate_token
@@ -43,11 +43,11 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, select
+from bot.settings import Settings
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, SsoError, SsoNoRole
 from ..store.models import utcnow
-from ..store.staff_models import SsoState
+from ..store.staff import StaffRepository
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,6 @@ HTTP_TIMEOUT_SECS = 10.0
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 SCOPES = "openid profile email"
 _USERNAME_CHARS = re.compile(r"[^a-z0-9._@-]")
-
-
-class SsoError(Exception):
-    """A single sign-on that did not succeed; ``code`` is what the sign-in page says."""
-
-    code = "sso_failed"
-
-
-class SsoNoRole(SsoError):
-    code = "sso_no_role"
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ def _hash(value: str) -> str:
 class OidcClient:
     """The relying party: start a sign-in, finish it at the callback."""
 
-    def __init__(self, settings: Any, store: Any) -> None:
+    def __init__(self, settings: Settings, repo: StaffRepository) -> None:
         self.issuer = settings.oidc_issuer.rstrip("/") if settings.oidc_issuer else ""
         self.client_id = settings.oidc_client_id
         self.client_secret = settings.oidc_client_secret
@@ -98,7 +88,7 @@ class OidcClient:
         if not (self.admin_groups or self.counsellor_groups):
             raise ConfigurationError("single sign-on needs POLKU_OIDC_ADMIN_GROUPS or POLKU_OIDC_COUNSELLOR_GROUPS "
                                      "(which values of the role claim make a counsellor or an admin)")
-        self.store = store
+        self.repo = repo
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
         self._keys: KeySet | None = None
@@ -142,10 +132,8 @@ class OidcClient:
         metadata = await self.metadata()
         state, nonce, verifier = generate_token(43), generate_token(43), generate_token(64)
         now = utcnow()
-        async with self.store.transaction() as tx:
-            await tx.session.execute(delete(SsoState).where(SsoState.created_at < now - STATE_TTL))
-            tx.session.add(SsoState(state_hash=_hash(state), nonce=nonce, code_verifier=verifier,
-                                    next_path=next_path[:500], created_at=now))
+        async with self.repo.transaction() as writes:
+            await writes.add_sso_state(_hash(state), nonce, verifier, next_path[:500], now, STATE_TTL)
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
                   "scope": SCOPES + (f" {self.role_claim}" if self.role_claim == "groups" else ""),
                   "state": state, "nonce": nonce, "code_challenge": create_s256_code_challenge(verifier),
@@ -160,13 +148,12 @@ class OidcClient:
     async def finish(self, *, code: str, state: str, browser_state: str | None, redirect_uri: str) -> SsoUser:
         if not state or not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
             raise SsoError("state does not match this browser's")
-        async with self.store.transaction() as tx:  # single use: gone once read
-            row = (await tx.session.execute(select(SsoState).where(SsoState.state_hash == _hash(state))
-                                            .with_for_update())).scalar_one_or_none()
-            if row is None:
-                raise SsoError("unknown or already used state")
-            await tx.session.execute(delete(SsoState).where(SsoState.id == row.id))
-            nonce, verifier, next_path, created = row.nonce, row.code_verifier, row.next_path, row.created_at
+        async with self.repo.transaction() as writes:  # single use: gone once read
+            started = await writes.take_sso_state(_hash(state))
+        if started is None:
+            raise SsoError("unknown or already used state")
+        nonce, verifier, next_path, created = (started.nonce, started.code_verifier, started.next_path,
+                                               started.created_at)
         if utcnow() - created > STATE_TTL:
             raise SsoError("state expired")
         if not code:
@@ -259,6 +246,4 @@ class OidcClient:
 
 def _form_encode(value: str) -> str:
     """client_secret_basic: id and secret form-urlencoded before Basic (RFC 6749 2.3.1)."""
-    from urllib.parse import quote_plus
-
     return quote_plus(value)

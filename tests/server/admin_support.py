@@ -11,7 +11,7 @@ import aiohttp
 
 from chat_server.admin import Admin
 from chat_server.context import ADMIN_KEY
-from chat_server.auth import cookie_name
+from chat_server.staff.web import cookie_name
 from chat_server.store.models import Conversation, HandoffTransition, Message
 
 from .counsellor_helpers import full_sign_in

@@ -13,7 +13,7 @@ import pytest
 import socketio
 
 from bot.settings import PROJECT_ROOT
-from chat_server.auth import hash_token
+from chat_server.staff.sessions import hash_token
 
 from .counsellor_helpers import PASSWORD, ConsoleClient, create_staff
 

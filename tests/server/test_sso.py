@@ -13,7 +13,9 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import aiohttp
 import pytest
 
-from chat_server.staff.oidc import LEEWAY_SECS, OidcClient, SsoError
+from chat_server.errors import SsoError
+from chat_server.staff.oidc import LEEWAY_SECS, OidcClient
+from chat_server.store.staff import StaffRepository
 
 
 from .counsellor_helpers import PASSWORD, StaffBrowser, create_staff
@@ -151,7 +153,8 @@ async def test_an_id_token_for_another_audience_is_refused(launch, sqlite_settin
     """A real ID token of the same provider, issued to another application of the
     organisation (client other-app): signature and issuer are right, the audience is not."""
     server = await launch(sqlite_settings, **provider.settings())
-    other = OidcClient(server.settings.replace(POLKU_OIDC_CLIENT_ID="other-app"), server.server.store)
+    other = OidcClient(server.settings.replace(POLKU_OIDC_CLIENT_ID="other-app"),
+                       StaffRepository(server.server.store))
     tokens, nonce = await real_tokens(server, other, browsers(server), "anna.sso")
     claims = await other.check_id_token(tokens["id_token"], nonce)  # valid for its own audience
     assert claims["aud"] == "other-app"

@@ -195,7 +195,7 @@ async def test_failures_slow_down_one_address_but_never_lock_out_the_owner(launc
     clock = [1_000_000.0]
     auth.throttle.clock = lambda: clock[0]  # the delays by the throttle's own clock, not the machine's speed
     caplog.set_level(logging.INFO)
-    from chat_server.auth import SignInFailed, SignInThrottled
+    from chat_server.errors import SignInFailed, SignInThrottled
 
     attacker = "203.0.113.9"
     for _ in range(3):  # the pair's free attempts
