@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 from bot.settings import Settings
 
@@ -62,7 +63,7 @@ class ModelRegistry:
     """The model files, what each Rasa server serves, and activating one."""
 
     def __init__(self, settings: Settings, repository: ModelRepository, flag: ActivationFlag, *,
-                 redis: Any = None, nlu: GuardedNlu | None = None) -> None:
+                 redis: Redis | None = None, nlu: GuardedNlu | None = None) -> None:
         self.settings = settings
         self.repository = repository
         self.flag = flag

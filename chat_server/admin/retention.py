@@ -40,6 +40,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.asyncio import Redis
+
 from bot.settings import Settings
 
 from .. import handoff as hs
@@ -70,7 +72,7 @@ class Retention:
     and exporting one conversation."""
 
     def __init__(self, repository: RetentionRepository, changes: ChangeRepository, content: ContentService,
-                 settings: Settings, redis: Any = None) -> None:
+                 settings: Settings, redis: Redis | None = None) -> None:
         self.repository = repository
         self.changes = changes
         self.content = content  # to take examples out of the training data
