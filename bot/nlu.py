@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -28,6 +29,15 @@ class NluResult:
     intent: str
     confidence: float
     ranking: tuple[tuple[str, float], ...]
+
+
+class NluClient(Protocol):
+    """What the bot asks of its NLU: RasaClient, PrecomputedNlu, or the chat
+    server's guard around a RasaClient (patient while a model is activated)."""
+
+    async def parse(self, text: str) -> NluResult: ...
+
+    async def close(self) -> None: ...
 
 
 def nlu_result(data: dict) -> NluResult:

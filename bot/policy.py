@@ -31,8 +31,8 @@ import time
 from typing import Any
 
 from .content import CONTRACT_INTENTS, Content
-from .language import detect_language, lexicon_from_examples
-from .nlu import NluUnavailable, RasaClient
+from .language import Lexicon, detect_language, lexicon_from_examples
+from .nlu import NluClient, NluUnavailable, RasaClient
 from .redact import redact
 from .safety import CrisisLexicon, default_lexicon, use_lexicon
 from .settings import Settings
@@ -101,15 +101,16 @@ _HANDOFF_INTENTS = {"request_counsellor": "requested"}
 SYSTEM_PAYLOADS = frozenset({"callback_request", "join_queue"})
 
 
+def rasa_client(settings: Settings) -> RasaClient:
+    """The client of the Rasa servers the settings name."""
+    return RasaClient(settings.rasa_url, settings.rasa_timeout_secs, settings.rasa_token,
+                      settings.rasa_spill_below)
+
+
 class Bot:
-    def __init__(self, content: Content, nlu: RasaClient, *, fallback_threshold: float = 0.45,
+    def __init__(self, content: Content, nlu: NluClient, *, fallback_threshold: float = 0.45,
                  fallbacks_before_handoff: int = 2, default_language: str = "fi",
                  crisis_confidence: float | None = CRISIS_CONFIDENCE, check_confidence: float = CHECK_CONFIDENCE) -> None:
-        self.content = content
-        if getattr(content, "lexicon", None) is not None:
-            # Also what the chat server checks while a resident waits for a
-            # counsellor (bot.safety.crisis_check), reloaded with the content.
-            use_lexicon(content.lexicon)
         self.nlu = nlu
         self.crisis_confidence = crisis_confidence
         self.check_confidence = check_confidence
@@ -117,11 +118,26 @@ class Bot:
         self.fallbacks_before_handoff = fallbacks_before_handoff
         self.default_language = default_language
         self._nlu_outage = _OutageLog()
+        self.replace_content(content)
+
+    @staticmethod
+    def language_lexicon(content: Content) -> Lexicon:
+        """The words of the content's examples per language (language detection uses them)."""
         examples: dict[str, list[str]] = {}
         for data in content.intents.values():
             for lang, texts in data.examples.items():
                 examples.setdefault(lang, []).extend(texts)
-        self.lexicon = lexicon_from_examples(examples)
+        return lexicon_from_examples(examples)
+
+    def replace_content(self, content: Content, lexicon: Lexicon | None = None) -> None:
+        """Answer from ``content`` from now on (the admins' edits take effect at once).
+        ``lexicon``: its ``language_lexicon``, when computed already (it takes a while)."""
+        if getattr(content, "lexicon", None) is not None:
+            # Also what the chat server checks while a resident waits for a
+            # counsellor (bot.safety.crisis_check), reloaded with the content.
+            use_lexicon(content.lexicon)
+        self.content = content
+        self.lexicon = lexicon if lexicon is not None else self.language_lexicon(content)
 
     @property
     def crisis_lexicon(self) -> CrisisLexicon:
@@ -129,11 +145,11 @@ class Bot:
         return getattr(self.content, "lexicon", None) or default_lexicon()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Bot":
+    def from_settings(cls, settings: Settings, nlu: NluClient | None = None) -> "Bot":
+        """The bot the settings describe; ``nlu`` replaces the Rasa client they name."""
         return cls(
             Content.load(settings.training_data_dir),
-            RasaClient(settings.rasa_url, settings.rasa_timeout_secs, settings.rasa_token,
-                       settings.rasa_spill_below),
+            nlu if nlu is not None else rasa_client(settings),
             fallback_threshold=settings.fallback_threshold,
             fallbacks_before_handoff=settings.fallbacks_before_handoff,
             default_language=settings.default_language,

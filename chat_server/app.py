@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import socketio
 from aiohttp import web
 from redis import asyncio as aioredis
 
+from bot.policy import Bot, rasa_client
 from bot.settings import Settings
 
 from . import admin, console, health, logsafe, static
+from .admin.nlu_guard import ActivationFlag, GuardedNlu
 from .store import db
 from .callbacks import Callbacks
 from .context import SERVER_KEY
@@ -55,13 +56,13 @@ MIN_PACKET_BYTES = 64 * 1024
 class ChatServer:
     """Everything one server process holds; made at app startup, closed at cleanup."""
 
-    def __init__(self, settings: Settings, sio: socketio.AsyncServer, *, bot: Any = None) -> None:
+    def __init__(self, settings: Settings, sio: socketio.AsyncServer, *, bot: Bot | None = None) -> None:
         self.settings = settings
         self.sio = sio
         self.events = Events(sio)
         self.trusted_proxies = parse_trusted_proxies(settings.trusted_proxies)
         self._given_bot = bot
-        self.bot: Any = None
+        self.bot: Bot | None = None
         self.engine = None
         self.store: Store | None = None
         self.redis: aioredis.Redis | None = None
@@ -97,8 +98,10 @@ class ChatServer:
         if self._given_bot is not None:
             self.bot = self._given_bot
         else:
-            from bot.policy import Bot  # loads and validates training_data/
-            self.bot = Bot.from_settings(settings)
+            # The bot's one NLU client: patient while an admin activates a model (admin/nlu_guard.py).
+            nlu = GuardedNlu(rasa_client(settings), ActivationFlag(self.redis, settings.redis_prefix),
+                             settings.rasa_token)
+            self.bot = Bot.from_settings(settings, nlu)  # loads and validates training_data/
         content = getattr(self.bot, "content", None)
         if content is not None:  # what is left to fill; production refuses an incomplete crisis path
             from bot.facts import check_on_start
@@ -262,7 +265,7 @@ def _without_websocket_compression(sio: socketio.AsyncServer) -> None:
     eio._async = {**eio._async, "websocket": GuardedWebSocket}
 
 
-def create_app(settings: Settings | None = None, *, bot: Any = None,
+def create_app(settings: Settings | None = None, *, bot: Bot | None = None,
                widget_dir: Path | None = None) -> web.Application:
     """The aiohttp application. ``bot`` replaces Bot.from_settings (for tests)."""
     settings = settings or Settings()

@@ -187,3 +187,108 @@ class SsoNoRole(SsoError):
 
     code = "sso_no_role"
     http_status = 403
+
+
+# --- Errors of the admin pages (JSON: {"error": code, "detail": ...}) ------------------
+
+
+class AdminError(ChatServerError):
+    """An admin request refused; ``to_json()`` is the response body."""
+
+    code = "bad_request"
+    http_status = 400
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": self.detail}
+
+
+class EditRefused(AdminError):
+    """The edit is not allowed; ``problems`` (each with ``to_json()``) say why and where."""
+
+    code = "invalid"
+    http_status = 422
+
+    def __init__(self, problems: list[Any]) -> None:
+        super().__init__("; ".join(p.code for p in problems))
+        self.problems = problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "detail": "the change was not made",
+                "problems": [p.to_json() for p in self.problems]}
+
+
+class EditConflict(AdminError):
+    """The slot no longer holds what the edit (or undo) expects: changed meanwhile.
+    ``message`` is what the admin is told, per language."""
+
+    code = "conflict"
+    http_status = 409
+
+    def __init__(self, detail: str, message: dict[str, str]) -> None:
+        super().__init__(detail)
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "message": self.message}
+
+
+class UndoRefused(AdminError):
+    """The change cannot be undone (already undone, or changed again since)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class TrainingBusy(AdminError):
+    """A training run is already going."""
+
+    code = "busy"
+    http_status = 409
+
+
+class ActivationError(AdminError):
+    """The model could not be activated; Rasa keeps the model it had."""
+
+    code = "activation_failed"
+    http_status = 502
+
+
+class ActivationBusy(ActivationError):
+    code = "busy"
+    http_status = 409
+
+
+class ModelNotFound(ActivationError):
+    code = "not_found"
+    http_status = 404
+
+
+class ConversationActive(AdminError):
+    """The conversation is queued or with a counsellor: close it first."""
+
+    code = "conversation_active"
+    http_status = 409
+
+
+class InboxError(AdminError):
+    """An inbox request that cannot be used (ids, texts)."""
+
+
+class NotFound(AdminError):
+    """What the request names does not exist (deleted, or never did)."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class RetentionBusy(AdminError):
+    """Another server process is deleting old conversations right now."""
+
+    code = "busy"
+    http_status = 409
+
+
+class KeepRefused(AdminError):
+    """Keeping an example needs a reason."""
+
+    code = "invalid_input"

@@ -193,3 +193,20 @@ async def test_two_way_salutations_greet_first_and_say_goodbye_later(bot):
     later = await bot.handle("moi moi", opening.state)
     assert later.parse.intent == "goodbye"
     assert later.replies[0].response_id == "goodbye"
+
+
+async def test_replace_content_answers_from_the_new_content_at_once(offline_bot, tmp_path):
+    """The admins' edits reach the running bot through replace_content (no attribute swaps)."""
+    import shutil
+
+    copy = tmp_path / "training_data"
+    shutil.copytree(PROJECT_ROOT / "training_data", copy)
+    responses = yaml.safe_load((copy / "responses.yml").read_text(encoding="utf-8"))
+    before = offline_bot.content.reply("thanks", "en").text
+    responses["thanks"]["text"]["en"] = "Glad to help, truly!"
+    (copy / "responses.yml").write_text(yaml.safe_dump(responses, allow_unicode=True), encoding="utf-8")
+    fresh = Content.load(copy)
+    offline_bot.replace_content(fresh)
+    assert offline_bot.content is fresh and before != "Glad to help, truly!"
+    assert offline_bot.content.reply("thanks", "en").text == "Glad to help, truly!"
+    assert offline_bot.lexicon == Bot.language_lexicon(fresh)

@@ -16,19 +16,18 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.exc import IntegrityError
+from bot.policy import Bot
+from bot.settings import Settings
+from bot.types import LANGUAGES
 
-from bot.types import FALLBACK_INTENT, LANGUAGES
-
-from ..store.admin_models import InboxDecision, MessageGuess
-from ..store.models import Message, utcnow
+from ..errors import EditRefused, InboxError
 from ..numbers import is_id, parse_id
+from ..store.admin.inbox import InboxRepository
 from ..store.core import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
 from .checks import normalise_example, personal_data, problem
-from .editing import Edit, EditRefused, TrainingData
+from .editing import Edit, TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +39,21 @@ RECOMPUTE_CONCURRENCY = 4  # parses in flight at once
 RECOMPUTE_BUDGET_SECS = 10.0  # all of one view's parses
 
 
-class InboxError(ValueError):
-    pass
-
-
 class Inbox:
-    def __init__(self, server: Any, content: ContentService) -> None:
-        self.server = server
+    """The messages the bot did not understand, grouped, and the admins' decisions on them."""
+
+    def __init__(self, repository: InboxRepository, content: ContentService, bot: Bot,
+                 settings: Settings) -> None:
+        self.repository = repository
         self.content = content
-        self.threshold = server.settings.inbox_confidence_below
+        self.bot = bot
+        self.threshold = settings.inbox_confidence_below
+        self.default_language = settings.default_language
 
     # --- reading ------------------------------------------------------------------------
 
-    def _open_query(self):
-        return (
-            select(Message.id, Message.text, Message.language, Message.intent, Message.confidence,
-                   Message.created_at, MessageGuess.guesses)
-            .outerjoin(MessageGuess, MessageGuess.message_id == Message.id)
-            .outerjoin(InboxDecision, InboxDecision.message_id == Message.id)
-            .where(Message.sender == "resident", Message.intent.is_not(None),
-                   InboxDecision.message_id.is_(None),
-                   or_(Message.intent == FALLBACK_INTENT, Message.confidence < self.threshold))
-            .order_by(Message.id.desc()).limit(INBOX_LIMIT))
-
     async def items(self) -> list[dict[str, Any]]:
-        async with self.server.store.reading() as session:
-            rows = (await session.execute(self._open_query())).all()
+        rows = await self.repository.open_messages(self.threshold, INBOX_LIMIT)
         items = [{"message_id": r.id, "text": r.text, "language": r.language, "intent": r.intent,
                   "confidence": round(r.confidence or 0.0, 3), "at": r.created_at.isoformat(),
                   "guesses": [{"intent": g[0], "confidence": round(float(g[1]), 3)} for g in (r.guesses or [])]}
@@ -76,7 +64,7 @@ class Inbox:
 
     async def _recompute_missing(self, items: list[dict]) -> None:
         """Guesses for messages stored without them (older ones, or while Rasa was down)."""
-        parse = getattr(self.server.bot, "parse", None)
+        parse = getattr(self.bot, "parse", None)
         missing = [item for item in items if not item["guesses"]][:RECOMPUTE_PER_VIEW]
         if parse is None or not missing:
             return
@@ -113,12 +101,7 @@ class Inbox:
             log.info("inbox guesses: %d of %d recomputed within %.0f s", len(found), len(missing),
                      RECOMPUTE_BUDGET_SECS)
         if found:
-            try:
-                async with self.server.store.transaction() as tx:
-                    for message_id, guesses in found.items():
-                        tx.session.add(MessageGuess(message_id=message_id, guesses=guesses))
-            except IntegrityError:
-                pass  # another view stored them first
+            await self.repository.add_guesses(found)
 
     async def groups(self) -> dict[str, Any]:
         items = await self.items()
@@ -131,13 +114,10 @@ class Inbox:
 
     async def _messages(self, message_ids: list[int]) -> list[Any]:
         ids = _ids(message_ids)
-        async with self.server.store.reading() as session:
-            rows = (await session.execute(
-                select(Message.id, Message.text, Message.language).where(
-                    Message.id.in_(ids), Message.sender == "resident"))).all()
+        rows = await self.repository.resident_messages(ids)
         if len(rows) != len(ids):
             raise InboxError("some messages no longer exist (deleted meanwhile?)")
-        return sorted(rows, key=lambda r: r.id)
+        return rows
 
     async def assign(self, message_ids: list[int], intent: str, texts: dict, staff: StaffRef) -> dict:
         """Add the messages to ``intent``'s examples (each in its own language)."""
@@ -148,7 +128,7 @@ class Inbox:
         if any(number is None for number in keys.values()):
             raise InboxError("texts are keyed by message id (digits 0-9)")
         texts = {keys[k]: v for k, v in (texts or {}).items()}
-        default_language = self.server.settings.default_language
+        default_language = self.default_language
         edit_of: dict[int, int] = {}  # message id -> index of its edit
 
         def build(data: TrainingData) -> list[Edit]:
@@ -194,20 +174,13 @@ class Inbox:
     async def restore(self, message_ids: list[int]) -> dict:
         """Back to the inbox (a dismissal taken back)."""
         ids = _ids(message_ids)
-        async with self.server.store.transaction() as tx:
-            await tx.session.execute(delete(InboxDecision).where(
-                InboxDecision.message_id.in_(ids), InboxDecision.action == "dismissed"))
+        await self.repository.restore_dismissed(ids)
         return {"restored": len(ids)}
 
     async def _decide(self, ids: list[int], action: str, intent: str | None, staff: StaffRef,
                       change_ids: dict[int, int]) -> None:
-        now = utcnow()
-        async with self.server.store.transaction() as tx:
-            await tx.session.execute(delete(InboxDecision).where(InboxDecision.message_id.in_(ids)))
-            for message_id in ids:
-                tx.session.add(InboxDecision(message_id=message_id, action=action, intent=intent,
-                                             change_id=change_ids.get(message_id), staff_id=staff.id,
-                                             staff_name=staff.name, at=now))
+        await self.repository.decide(ids, action, intent, staff_id=staff.id, staff_name=staff.name,
+                                     change_ids=change_ids)
 
 
 def _ids(message_ids: Any) -> list[int]:

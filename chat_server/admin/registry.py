@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import select
+from redis.asyncio import Redis
 
-from ..store.admin_models import BotModel, ModelActivation
-from ..store.models import utcnow
+from bot.settings import Settings
+
+from ..errors import ActivationBusy, ActivationError, ModelNotFound
+from ..store.admin.models import ModelRepository
 from .changes import StaffRef
 from .locks import cluster_lock
-from .nlu_guard import LOADING_POLL_SECS, ActivationFlag
+from .nlu_guard import LOADING_POLL_SECS, ActivationFlag, GuardedNlu
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +45,6 @@ MODEL_SUFFIX = ".tar.gz"
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.tar\.gz")
 ACTIVATION_TIMEOUT_SECS = 300.0
 STATUS_TIMEOUT_SECS = 3.0
-
-
-class ActivationError(RuntimeError):
-    """The model could not be activated; Rasa keeps the model it had."""
-
-
-class ActivationBusy(ActivationError):
-    pass
-
-
-class ModelNotFound(ActivationError):
-    pass
 
 
 def model_stem(path: Path) -> str:
@@ -70,20 +60,24 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 
 class ModelRegistry:
-    def __init__(self, server: Any, flag: ActivationFlag) -> None:
-        self.server = server
-        self.settings = server.settings
+    """The model files, what each Rasa server serves, and activating one."""
+
+    def __init__(self, settings: Settings, repository: ModelRepository, flag: ActivationFlag, *,
+                 redis: Redis | None = None, nlu: GuardedNlu | None = None) -> None:
+        self.settings = settings
+        self.repository = repository
         self.flag = flag
+        self.redis = redis
         self.model_dir = Path(self.settings.model_dir)
         self._lock = asyncio.Lock()
-        self.nlu: Any = None  # the bot's client (GuardedNlu): it avoids a server while that one loads
+        self.nlu = nlu  # the bot's client, when guarded: it avoids a server while that one loads
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[bool]:
         """Activations and pruning take turns: this process's lock, then the one
         shared by the server processes on Redis; yields whether that one was got."""
         key = self.settings.redis_prefix + "admin:activation-lock"
-        async with self._lock, cluster_lock(self.server.redis, key, int(ACTIVATION_TIMEOUT_SECS)) as got:
+        async with self._lock, cluster_lock(self.redis, key, int(ACTIVATION_TIMEOUT_SECS)) as got:
             yield got
 
     @property
@@ -134,32 +128,17 @@ class ModelRegistry:
 
     async def register(self, name: str, *, trained_by: str | None, examples: int | None,
                        evaluation: dict | None, trained_at: datetime | None = None) -> None:
-        async with self.server.store.transaction() as tx:
-            row = await tx.session.get(BotModel, name)
-            if row is None:
-                row = BotModel(name=name, trained_at=trained_at or utcnow())
-                tx.session.add(row)
-            row.trained_by_name = trained_by
-            row.examples = examples
-            if evaluation is not None:
-                row.evaluation = evaluation
+        await self.repository.register(name, trained_by=trained_by, examples=examples, evaluation=evaluation,
+                                       trained_at=trained_at)
 
     async def evaluation_of(self, name: str) -> dict | None:
-        async with self.server.store.reading() as session:
-            row = await session.get(BotModel, name)
-            return row.evaluation if row is not None else None
+        return await self.repository.evaluation_of(name)
 
     async def listing(self) -> dict[str, Any]:
         files = self.files()
         served = await self.served()
         active = _first_served(served)
-        async with self.server.store.reading() as session:
-            rows = {r.name: r for r in (await session.execute(select(BotModel))).scalars()}
-            activations = (await session.execute(
-                select(ModelActivation).order_by(ModelActivation.id.desc()))).scalars().all()
-        last_activation: dict[str, ModelActivation] = {}
-        for activation in activations:
-            last_activation.setdefault(activation.model_name, activation)
+        rows, last_activation = await self.repository.models()
         models = []
         for name, path in files.items():
             meta = read_meta(path)
@@ -216,10 +195,8 @@ class ModelRegistry:
                 raise ActivationError(
                     f"Rasa serves {name} now, but it could not be made the model served after a restart "
                     f"({type(exc).__name__}: {exc}); a restart would serve the previous model") from exc
-            async with self.server.store.transaction() as tx:
-                tx.session.add(ModelActivation(model_name=name, previous_model=previous, at=utcnow(),
-                                               staff_id=staff.id, staff_name=staff.name,
-                                               swap_secs=round(swap_secs, 3)))
+            await self.repository.record_activation(name, previous=previous, staff_id=staff.id,
+                                                    staff_name=staff.name, swap_secs=round(swap_secs, 3))
             await asyncio.to_thread(self._prune, {name})
         log.info("model %s activated (was %s) in %.1f s", name, previous, swap_secs)
         return {"model": name, "previous": previous, "swap_secs": round(swap_secs, 3)}

@@ -1,46 +1,45 @@
 """HTTP of the admin pages: the page itself (/admin) and its JSON API
 (/admin/api/...). Admins only; every state-changing request carries the
-CSRF token (checked by auth's middleware). Errors are turned into JSON in
-one place (``_errors``): {"error": code, "detail": ..., "problems": [...]}.
+CSRF token (checked by auth's middleware). The error family
+(``chat_server.errors``) is turned into JSON by the one HTTP translation,
+``chat_server/errors_http.py``: {"error": code, "detail": ..., "problems": [...], "message": {...}}.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
 from ..context import ADMIN_KEY
+from ..errors import AdminError, InboxError
 from ..staff.audit import audit
 from ..staff.csrf import csrf_token, staff_page_headers
-from ..staff.web import require_recent_auth, require_staff, secure_cookies, ui_language
+from ..staff.web import require_recent_auth, require_staff, set_language_cookie, ui_language
 from ..numbers import parse_id
-from .changes import StaffRef, UndoRefused
-from .editing import EditConflict, EditRefused
-from .inbox import InboxError
-from .registry import ActivationBusy, ActivationError, ModelNotFound
-from .retention import ConversationActive
+from .changes import StaffRef
+from .content_page import content_view
 from .statistics import MEASURES, to_csv
-from .training_jobs import TrainingBusy
+
+if TYPE_CHECKING:
+    from . import Admin
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "admin"
 _STATIC_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,60}\.(js|css|svg)")
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 MAX_JSON_BYTES = 256 * 1024
 DEFAULT_REPORT_DAYS = 30
-LANGUAGE_COOKIE = "polku_ui_lang"  # auth.ui_language reads it
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _admin(request: web.Request):
-    return request.app[ADMIN_KEY]
+def _admin(request: web.Request) -> "Admin":
+    return request.app[ADMIN_KEY]  # type: ignore[return-value]  # setup() stores an Admin
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -48,49 +47,14 @@ def _json(body: Any, status: int = 200) -> web.Response:
         o, ensure_ascii=False, default=str)))
 
 
-def _error(status: int, code: str, detail: str = "", problems: list | None = None,
-           message: dict[str, str] | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": code, "detail": detail}
-    if problems is not None:
-        body["problems"] = problems
-    if message is not None:
-        body["message"] = message  # what to tell the admin, per language
-    return _json(body, status)
-
-
-def _errors(handler: Handler) -> Handler:
-    """Admin errors as JSON responses, in one place."""
-    @functools.wraps(handler)
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except EditRefused as exc:
-            return _error(422, "invalid", "the change was not made", [p.to_json() for p in exc.problems])
-        except EditConflict as exc:
-            return _error(409, "conflict", str(exc), message=exc.message)
-        except UndoRefused as exc:
-            return _error(409, "conflict", str(exc))
-        except (TrainingBusy, ActivationBusy) as exc:
-            return _error(409, "busy", str(exc))
-        except ModelNotFound as exc:
-            return _error(404, "not_found", str(exc))
-        except ActivationError as exc:
-            return _error(502, "activation_failed", str(exc))
-        except ConversationActive as exc:
-            return _error(409, "conversation_active", str(exc))
-        except InboxError as exc:
-            return _error(400, "bad_request", str(exc))
-    return run
-
-
 def admin_api(handler: Handler) -> Handler:
-    return require_staff("admin")(_errors(handler))
+    return require_staff("admin")(handler)
 
 
 def sensitive_admin_api(handler: Handler) -> Handler:
     """An admin action that needs the second factor again if it was not given lately
     (exporting or deleting a conversation, activating a model)."""
-    return require_staff("admin")(require_recent_auth(_errors(handler)))
+    return require_staff("admin")(require_recent_auth(handler))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -132,8 +96,7 @@ async def page(request: web.Request) -> web.StreamResponse:
             .replace("{{display_name}}", html.escape(staff.display_name)))
     response = web.Response(text=body, content_type="text/html", charset="utf-8")
     if request.query.get("lang") == lang:  # chosen on the page: remembered as the sign-in page does
-        response.set_cookie(LANGUAGE_COOKIE, lang, max_age=365 * 24 * 3600, path="/", httponly=True,
-                            samesite="Strict", secure=secure_cookies(_admin(request).server.settings))
+        set_language_cookie(response, request, lang)
     return staff_page_headers(response)
 
 
@@ -155,7 +118,7 @@ async def content_get(request: web.Request) -> web.Response:
     # An admin editing the training data will likely retrain next.
     await admin.training.prewarm_unless_running()
     data = await admin.content.data()
-    return _json(await admin.content_view(data))
+    return _json(content_view(data, await admin.content.version()))
 
 
 @admin_api
@@ -173,7 +136,7 @@ async def changes_get(request: web.Request) -> web.Response:
     before = request.query.get("before")
     before_id = parse_id(before) if before else None
     if before and before_id is None:
-        return _error(400, "bad_request", "before must be a change id (digits 0-9)")
+        raise AdminError("before must be a change id (digits 0-9)")
     rows = await _admin(request).content.history(before_id=before_id)
     return _json({"changes": rows})
 
@@ -301,9 +264,7 @@ async def retention_get(request: web.Request) -> web.Response:
 @admin_api
 async def retention_run(request: web.Request) -> web.Response:
     admin = _admin(request)
-    deleted = await admin.retention.run(trigger="admin")
-    if deleted is None:
-        return _error(409, "busy", "another server process is deleting old conversations right now")
+    deleted = await admin.retention.run_now()
     await audit(admin.server, request["staff"], "retention_run", None, f"{deleted} conversations deleted")
     return _json({"deleted": deleted, **await admin.retention.status()})
 
@@ -313,8 +274,6 @@ async def conversation_export(request: web.Request) -> web.StreamResponse:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")
     data = await admin.retention.export(conversation_id)
-    if data is None:
-        return _error(404, "not_found", "no such conversation (deleted, or never existed)")
     await audit(admin.server, request["staff"], "conversation_exported", conversation_id, "")
     response = web.Response(
         text=json.dumps(data, ensure_ascii=False, indent=1, default=str), content_type="application/json",
@@ -327,8 +286,7 @@ async def conversation_export(request: web.Request) -> web.StreamResponse:
 async def conversation_delete(request: web.Request) -> web.Response:
     admin = _admin(request)
     conversation_id = _int(request.match_info["id"], "conversation")
-    if not await admin.retention.delete_one(conversation_id):
-        return _error(404, "not_found", "no such conversation (deleted, or never existed)")
+    await admin.retention.delete_one(conversation_id)
     await audit(admin.server, request["staff"], "conversation_deleted", conversation_id, "on request")
     return _json({"deleted": conversation_id})
 
@@ -340,12 +298,7 @@ async def change_keep(request: web.Request) -> web.Response:
     admin = _admin(request)
     change_id = _int(request.match_info["id"], "change")
     body = await _body(request)
-    try:
-        await admin.retention.keep_example(change_id, request["staff"], body.get("reason", ""))
-    except ValueError as exc:
-        return _error(400, "invalid_input", str(exc))
-    except LookupError as exc:
-        return _error(404, "not_found", str(exc))
+    await admin.retention.keep_example(change_id, _staff(request), body.get("reason", ""))
     await audit(admin.server, request["staff"], "example_kept", None, f"change {change_id}")
     return _json({"kept": change_id})
 

@@ -27,15 +27,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-
 from bot.content import Content, ContentError
 from bot.evaluation import Report, heldout_cases
-from bot.nlu import PrecomputedNlu, RasaClient
+from bot.nlu import NluClient, PrecomputedNlu, RasaClient
 from bot.policy import Bot
+from bot.settings import Settings
 from bot.training import TrainerProcess, TrainingError, load_heldout, train_and_parse
 
+from ..errors import TrainingBusy
+from ..store.admin.models import ModelRepository
 from ..store.admin_models import TrainingRun
 from ..store.models import utcnow
 from .changes import StaffRef
@@ -60,10 +60,6 @@ PHASE_ENDS = {"preparing": 0.35, "training": 0.80, "saving": 0.84, "evaluating":
 PHASE_STARTS = dict(zip(PHASE_ENDS, (0.0, *PHASE_ENDS.values())))
 # Expected length of the phases without their own progress, for a bar that moves.
 PHASE_EXPECTED_SECS = {"preparing": 20.0, "saving": 3.0, "evaluating": 10.0}
-
-
-class TrainingBusy(RuntimeError):
-    """A run is already going."""
 
 
 class Progress:
@@ -122,7 +118,7 @@ def summarise(report: Report) -> dict[str, Any]:
     }
 
 
-async def evaluate(nlu: Any, content: Content, cases, settings) -> dict[str, Any]:
+async def evaluate(nlu: NluClient, content: Content, cases, settings: Settings) -> dict[str, Any]:
     """The held-out cases through the bot's own parse (redaction, crisis check,
     threshold) with ``nlu``: a RasaClient, or the new model's PrecomputedNlu."""
     bot = Bot(content, nlu, fallback_threshold=settings.fallback_threshold,
@@ -176,9 +172,11 @@ def _in_daemon_thread(function: Callable[[], Any]) -> "asyncio.Future[Any]":
 
 
 class TrainingService:
-    def __init__(self, server: Any, registry: ModelRegistry) -> None:
-        self.server = server
-        self.settings = server.settings
+    """Retraining runs, one at a time in all processes, and the training process started ahead."""
+
+    def __init__(self, settings: Settings, repository: ModelRepository, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.repository = repository
         self.registry = registry
         self._task: asyncio.Task | None = None
         self._spare: TrainerProcess | None = None  # started ahead by prewarm()
@@ -232,23 +230,13 @@ class TrainingService:
 
     async def latest(self) -> dict[str, Any] | None:
         await self._expire_stale()
-        async with self.server.store.reading() as session:
-            row = (await session.execute(
-                select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1))).scalar_one_or_none()
-            return run_json(row)
+        return run_json(await self.repository.latest_run())
 
     async def start(self, staff: StaffRef) -> dict[str, Any]:
         await self._expire_stale()
-        now = utcnow()
-        try:
-            async with self.server.store.transaction() as tx:
-                row = TrainingRun(running_slot=1, started_at=now, started_by=staff.id,
-                                  started_by_name=staff.name, heartbeat_at=now, status="running",
-                                  phase="preparing", progress=0.0)
-                tx.session.add(row)
-                await tx.session.flush()
-        except IntegrityError:
-            raise TrainingBusy("a training is already running") from None
+        row = await self.repository.start_run(staff_id=staff.id, staff_name=staff.name)
+        if row is None:
+            raise TrainingBusy("a training is already running")
         self._task = asyncio.create_task(self._run(row.id, staff), name=f"admin-training-{row.id}")
         return run_json(row)
 
@@ -269,17 +257,11 @@ class TrainingService:
                 pass
 
     async def _expire_stale(self) -> None:
-        limit = utcnow() - timedelta(seconds=STALE_RUN_SECS)
-        async with self.server.store.transaction() as tx:
-            await tx.session.execute(
-                update(TrainingRun)
-                .where(TrainingRun.running_slot.is_not(None), TrainingRun.heartbeat_at < limit)
-                .values(running_slot=None, status="failed", finished_at=utcnow(),
-                        error="interrupted: the server running it stopped"))
+        await self.repository.expire_stale(utcnow() - timedelta(seconds=STALE_RUN_SECS),
+                                           "interrupted: the server running it stopped")
 
     async def _update(self, run_id: int, **values: Any) -> None:
-        async with self.server.store.transaction() as tx:
-            await tx.session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+        await self.repository.update_run(run_id, **values)
 
     async def _heartbeat(self, run_id: int, progress: Progress) -> None:
         while True:

@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
+from bot.types import LANGUAGES
+
 log = logging.getLogger(__name__)
 
-LANGUAGE_ORDER = ("fi", "sv", "en")
 FLOW_LINE_MAX_CHARS = 110
 # libyaml's loader when PyYAML has it: the whole directory loads in a tenth of the time.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -100,7 +101,7 @@ def value(item: Any) -> str:
 
 
 def _ordered_languages(mapping: dict) -> list[str]:
-    return [k for k in LANGUAGE_ORDER if k in mapping] + [k for k in mapping if k not in LANGUAGE_ORDER]
+    return [k for k in LANGUAGES if k in mapping] + [k for k in mapping if k not in LANGUAGES]
 
 
 def flow_map(mapping: dict) -> str:
