@@ -20,12 +20,16 @@ from redis import asyncio as aioredis
 from bot.policy import Bot, rasa_client
 from bot.settings import Settings
 
-from . import admin, console, health, logsafe, static
+from . import admin, health, logsafe, static
 from .admin.nlu_guard import ActivationFlag, GuardedNlu
 from .store import db
-from .callbacks import Callbacks
 from .context import SERVER_KEY
-from .counsellor import ConsoleContent, CounsellorChannel
+from .counsellor import pages as counsellor_pages
+from .counsellor.callbacks import Callbacks
+from .counsellor.channel import CounsellorChannel
+from .counsellor.content import ConsoleContent
+from .counsellor.service import CounsellorService
+from .counsellor.sweeps import CounsellorSweeps
 from .errors import BackendUnavailable
 from .errors_http import error_middleware
 from .events import Events
@@ -43,6 +47,8 @@ from .staff import pages as staff_pages, session_routes as staff_session_routes
 from .staff.csrf import csrf_middleware, security_headers_middleware
 from .staff.oidc import OidcClient
 from .staff.service import StaffAuth
+from .store.callbacks import CallbackRequests
+from .store.casework import Casework
 from .store.core import Store
 from .store.staff import StaffRepository
 
@@ -76,6 +82,7 @@ class ChatServer:
         self.oidc: OidcClient | None = None  # single sign-on, when configured
         self.callbacks: Callbacks | None = None
         self.counsellor: CounsellorChannel | None = None
+        self.counsellor_sweeps: CounsellorSweeps | None = None
         self.queue_keeper: QueueKeeper | None = None
 
     async def start(self) -> None:
@@ -117,7 +124,7 @@ class ChatServer:
         staff_repo = StaffRepository(self.store)
         self.auth = StaffAuth.from_settings(staff_repo, settings, redis=self.redis, counter=counter)
         self.oidc = OidcClient(settings, staff_repo) if settings.oidc_issuer else None
-        self.callbacks = Callbacks(self.store, self.events)
+        self.callbacks = Callbacks(self.store, CallbackRequests(self.store), self.events)
         self.resident = ResidentChannel(
             self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
             limits=RateLimits(counter, settings.rate_session_per_min, settings.rate_address_per_min),
@@ -131,16 +138,23 @@ class ChatServer:
                                                     settings.session_ttl_hours * 3600)
             if self.redis is not None else None)
         self.resident.register()
-        self.counsellor = CounsellorChannel(
-            self.sio, settings=settings, store=self.store, handoff=self.handoff, events=self.events,
-            auth=self.auth, presence=self.presence, callbacks=self.callbacks, redis=self.redis,
+        casework = Casework(self.store)
+        counsellor_service = CounsellorService(
+            store=self.store, casework=casework, handoff=self.handoff, events=self.events, auth=self.auth,
+            presence=self.presence, callbacks=self.callbacks, default_language=settings.default_language,
             content=ConsoleContent.load(Path(settings.training_data_dir) / "counsellor_snippets.yml"),
+            grace_secs=settings.counsellor_grace_secs)
+        self.counsellor = CounsellorChannel(
+            self.sio, service=counsellor_service, callbacks=self.callbacks, settings=settings,
+            handoff=self.handoff, events=self.events, auth=self.auth, presence=self.presence,
             own_origins=own_origins(settings))
         self.counsellor.register()
-        self.counsellor.add_handler("callback_done", self.callbacks.console_handler(self.counsellor))
+        self.counsellor_sweeps = CounsellorSweeps(
+            channel=self.counsellor, service=counsellor_service, casework=casework, handoff=self.handoff,
+            presence=self.presence, auth=self.auth, settings=settings, redis=self.redis)
         await self._restore_queue()
         await self._start_socketio_manager()
-        self.counsellor.start()
+        self.counsellor_sweeps.start()
         if isinstance(self.queue, RedisQueue):
             self.queue_keeper = QueueKeeper(self.queue, self.store.queued, self._queue_restored)
             with contextlib.suppress(Exception):  # Redis away at startup: the keeper's first round
@@ -189,9 +203,9 @@ class ChatServer:
         """The queue keeper put conversations back (Redis was emptied or away): this
         process's counsellors are online again at once (not at their next heartbeat),
         then every queued resident gets their place and the consoles the queue."""
-        if self.counsellor is not None:
+        if self.counsellor_sweeps is not None:
             try:
-                await self.counsellor.heartbeat()
+                await self.counsellor_sweeps.heartbeat()
             except Exception as exc:
                 log.warning("heartbeat after the queue restore failed: %s", type(exc).__name__)
         await self.handoff.queue_changed(resend_all=True)
@@ -210,8 +224,8 @@ class ChatServer:
         """Release everything; each step is bounded, so a stuck one cannot hang the shutdown."""
         if self.queue_keeper is not None:
             await bounded("queue keeper", self.queue_keeper.stop())
-        if self.counsellor is not None:
-            await bounded("counsellor background work", self.counsellor.stop())
+        if self.counsellor_sweeps is not None:
+            await bounded("counsellor background work", self.counsellor_sweeps.stop())
         if self.handoff is not None:
             await bounded("queue updates", self.handoff.close())
         manager = self.sio.manager
@@ -314,5 +328,5 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None,
     admin.setup(app, server)
     staff_pages.add_routes(app)
     staff_session_routes.add_routes(app)
-    console.add_routes(app)
+    counsellor_pages.add_routes(app)
     return app

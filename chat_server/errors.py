@@ -292,3 +292,21 @@ class KeepRefused(AdminError):
     """Keeping an example needs a reason."""
 
     code = "invalid_input"
+
+
+# --- Errors of staff requests (the console's acknowledgement, staff HTTP routes) -------
+
+
+class RequestRefused(ChatServerError):
+    """A staff request refused (the console, call-backs); nothing was changed.
+
+    ``code`` goes back in the console's acknowledgement ``{"ok": false, "error": code}``
+    and in an HTTP route's JSON; ``http_status`` follows from the code."""
+
+    code = "malformed_payload"
+    http_status = 400
+    HTTP_STATUS_OF_CODE = {"not_found": 404, "forbidden": 403, "not_yours": 403,
+                           "already_taken": 409, "already_done": 409, "not_allowed": 409}
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail, code=code, http_status=self.HTTP_STATUS_OF_CODE.get(code, 400))

@@ -22,7 +22,7 @@ the last one. A resident is sent a ``handoff_state`` only when their view
 one event, not one per queued resident, and ten changes in a moment cost one
 broadcast, not ten: a queue of 500 used to cost about 125,000 events to fill.
 
-The counsellor's moves (``counsellor.py``): pick up (queued -> counsellor),
+The counsellor's moves (``counsellor/service.py``): pick up (queued -> counsellor),
 put back (counsellor -> queued, keeps its old place), close (-> closed), and
 the grace-period requeue of a counsellor who lost their connection
 (counsellor -> queued at the front, actor "system").

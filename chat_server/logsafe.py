@@ -136,7 +136,8 @@ class ClientTextFilter(RepeatFilter):
 # Our loggers whose warnings and errors a client's input can cause.
 # (bot.policy bounds its own "NLU unavailable" line to one per NLU_WARNING_EVERY_SECS; a second,
 # process-wide limit on it would swallow that line's periodic count.)
-INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor", "chat_server.callbacks", "chat_server.frames",
+INPUT_LOGGERS = ("chat_server.resident", "chat_server.counsellor.channel", "chat_server.counsellor.service",
+                 "chat_server.counsellor.sweeps", "chat_server.counsellor.callbacks", "chat_server.frames",
                  "bot.nlu")
 
 _FILTER = ClientTextFilter()

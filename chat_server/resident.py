@@ -832,7 +832,7 @@ class ResidentChannel:
         await self.events.handoff_state_to_socket(sid, await self.handoff.view(conversation))
 
     async def on_callback_request(self, sid: str, data: Any) -> None:
-        from .callbacks import check_callback_request
+        from .counsellor.callbacks import check_callback_request
 
         form = check_callback_request(data)
         await self.limits.check_address(self.sockets[sid].address)

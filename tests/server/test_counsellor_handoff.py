@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from chat_server import handoff as hs
-from chat_server.counsellor import CLOSE_TAGS
+from chat_server.counsellor.protocol import CLOSE_TAGS
 from chat_server.store.models import utcnow
 
 from .counsellor_helpers import (
@@ -321,7 +321,7 @@ async def test_a_queued_resident_silent_too_long_is_closed_and_leaves_the_queue(
     async with server.server.store.transaction() as tx:
         conversation = await tx.lock_conversation(silent_id)
         conversation.last_activity_at = utcnow() - timedelta(hours=hours, minutes=1)
-    await server.server.counsellor.sweep_abandoned()
+    await server.server.counsellor_sweeps.sweep_abandoned()
     assert await server.sql("SELECT handoff_state FROM conversations WHERE id IN (:a, :b) ORDER BY id",
                             a=silent_id, b=active_id) == [("closed",), ("queued",)]
     assert await server.server.queue.conversation_ids() == [active_id]

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 import socketio
 
-from chat_server import counsellor as counsellor_module
+from chat_server.counsellor import service as counsellor_service
 from chat_server import handoff as hs
 
 from .counsellor_helpers import (
@@ -197,7 +197,7 @@ async def test_typing_floods_are_coalesced_without_errors(launch, sqlite_setting
 
 
 async def test_queue_updates_go_only_where_something_changed(two_servers, connect, monkeypatch):
-    monkeypatch.setattr(counsellor_module, "QUEUE_LISTED_MAX", 3)
+    monkeypatch.setattr(counsellor_service, "QUEUE_LISTED_MAX", 3)
     a, b = await two_servers(POLKU_QUEUED_PER_ADDRESS=100)  # every resident here is 127.0.0.1
     await create_staff(a, "anna")
     browser = StaffBrowser(a)

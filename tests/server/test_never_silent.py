@@ -143,13 +143,13 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
     await other.next("bot_uttered")
     await check(other, "/request_counsellor")
     other_id = await conversation_id_of(server, other)  # written with its first message
-    srv.counsellor.abandon_after = timedelta(microseconds=1)
+    srv.counsellor_sweeps.abandon_after = timedelta(microseconds=1)
     await server.sql("UPDATE conversations SET last_activity_at = last_activity_at - interval '1 hour' "
                      "WHERE id = :c", c=other_id) if server.server.engine.dialect.name == "postgresql" else \
         await server.sql("UPDATE conversations SET last_activity_at = datetime(last_activity_at, '-1 hour') "
                          "WHERE id = :c", c=other_id)
-    await srv.counsellor.sweep_abandoned()
-    srv.counsellor.abandon_after = timedelta(hours=4)
+    await srv.counsellor_sweeps.sweep_abandoned()
+    srv.counsellor_sweeps.abandon_after = timedelta(hours=4)
     assert await state_of(server, other_id) == (hs.CLOSED, "normal")
     name, payload = await check(other, "oonko vielä jonossa", want="bot_uttered")
     assert payload["metadata"]["sender"] == "bot"
@@ -163,8 +163,8 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
         if await srv.presence.online_count() == 0:
             break
         await asyncio.sleep(0.05)
-    assert await srv.counsellor.sweep_unattended(now=time.monotonic()) == []  # not at once: they may come back
-    moved = await srv.counsellor.sweep_unattended(now=time.monotonic() + srv.counsellor.nobody_back_secs + 1)
+    assert await srv.counsellor_sweeps.sweep_unattended(now=time.monotonic()) == []  # not at once: they may come back
+    moved = await srv.counsellor_sweeps.sweep_unattended(now=time.monotonic() + srv.counsellor_sweeps.nobody_back_secs + 1)
     assert moved == [cid]
     told = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
     assert "112" in told["text"] and await last_response_id(server, cid) == "handoff_no_counsellors"
@@ -183,7 +183,7 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
     assert payload["metadata"]["sender"] == "bot"
     srv.handoff.is_open = lambda: False
     srv.handoff.expected_soon = lambda: False
-    assert await srv.counsellor.sweep_unattended(now=time.monotonic() + 10_000) == []
+    assert await srv.counsellor_sweeps.sweep_unattended(now=time.monotonic() + 10_000) == []
     assert await state_of(server, cid) == (hs.QUEUED, "crisis")
 
     # Every move of the table was made, every state visited.
@@ -204,12 +204,12 @@ async def test_nobody_online_and_chat_over_for_today_returns_the_queue_at_once(s
     await resident.ack(await resident.say("/join_queue", language="sv"))
     cid = await conversation_id_of(server, resident)  # written with its first message
     assert (await resident.next("handoff_state"))["state"] == "unavailable"
-    assert await srv.counsellor.sweep_unattended() == []  # chat hours (always open here): it waits
+    assert await srv.counsellor_sweeps.sweep_unattended() == []  # chat hours (always open here): it waits
     await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")  # handoff_queued_waiting
     skip_pending(resident)
     srv.handoff.is_open = lambda: False
     srv.handoff.expected_soon = lambda: False
-    assert await srv.counsellor.sweep_unattended() == [cid]
+    assert await srv.counsellor_sweeps.sweep_unattended() == [cid]
     told = await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
     assert told["metadata"]["language"] == "sv" and "112" in told["text"]
     assert await state_of(server, cid) == (hs.BOT, "normal")
@@ -291,7 +291,7 @@ async def test_random_walks_never_leave_a_message_unanswered(launch, sqlite_sett
                 srv.handoff.is_open = lambda: True
                 srv.handoff.expected_soon = lambda: True
             elif action == "sweep":
-                await srv.counsellor.sweep_unattended(now=time.monotonic() + srv.counsellor.nobody_back_secs + 1)
+                await srv.counsellor_sweeps.sweep_unattended(now=time.monotonic() + srv.counsellor_sweeps.nobody_back_secs + 1)
             await resident.settle()  # the move's own events have arrived: what follows answers the message
             available = await srv.handoff.available()
             name, payload, took = await answered(resident, "onko joku siellä",

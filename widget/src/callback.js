@@ -1,5 +1,5 @@
 // The callback request form's checks, the same as the server's
-// (chat_server/callbacks.py): the resident hears about a mistake at once, by
+// (chat_server/counsellor/callbacks.py): the resident hears about a mistake at once, by
 // the field, instead of a refusal from the server.
 
 export const NAME_MAX_CHARS = 100;

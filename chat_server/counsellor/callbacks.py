@@ -5,7 +5,9 @@ phone number, optionally a name, a preferred time and a topic, and explicit
 consent. These contact details are the only personal data the chat keeps
 unredacted: stored only with consent, shown only to signed-in counsellors,
 never logged, and wiped when a counsellor marks the request done. One open
-request per conversation: asking again updates it.
+request per conversation: asking again updates it. The rows are
+``store/callbacks.py``'s; the resident's form is checked here
+(``check_callback_request``), the console's request in ``protocol.py``.
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from .staff.audit import add_audit
-from .staff.sessions import Staff
-from .counsellor import ConsoleError
-from .errors import CallbackInvalid, MalformedPayload
-from .events import Events, iso_time
-from .store.models import Conversation, utcnow
-from .store.staff_models import CallbackRequest
-from .store.core import Store
+from ..errors import CallbackInvalid, MalformedPayload, RequestRefused
+from ..events import Events, iso_time
+from ..staff.audit import add_audit
+from ..staff.sessions import Staff
+from ..store.callbacks import OPEN, CallbackRequests
+from ..store.core import Store
+from ..store.models import Conversation, utcnow
+from ..store.staff_models import CallbackRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ PHONE_MAX_CHARS = 32
 PHONE_MIN_DIGITS = 6
 PHONE_MAX_DIGITS = 15  # E.164
 _PHONE_RE = re.compile(r"\+?[0-9][0-9 ()./-]*")
-OPEN = "open"
-DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -89,13 +87,6 @@ def check_callback_request(data: Any) -> CallbackForm:
         topic=_optional_text(data, "topic", TOPIC_MAX_CHARS))
 
 
-def check_callback_id(data: Any) -> int:
-    value = data.get("callback_id") if isinstance(data, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConsoleError("malformed_payload", "callback_id is not a positive integer")
-    return value
-
-
 def callback_payload(row: CallbackRequest) -> dict[str, Any]:
     """A request as the console lists it."""
     return {"callback_id": row.id, "conversation_id": row.conversation_id, "name": row.name,
@@ -104,26 +95,24 @@ def callback_payload(row: CallbackRequest) -> dict[str, Any]:
 
 
 class Callbacks:
-    def __init__(self, store: Store, events: Events) -> None:
+    """The rules of call-back requests: a resident asks, a counsellor marks one done."""
+
+    def __init__(self, store: Store, requests: CallbackRequests, events: Events) -> None:
         self.store = store
+        self.requests = requests
         self.events = events
 
     async def do_request(self, sid: str, conversation: Conversation, form: CallbackForm) -> int:
         """Store (or update) the conversation's open request; ack the resident, tell the consoles."""
         now = utcnow()
         async with self.store.transaction() as tx:
-            existing = (await tx.session.execute(
-                select(CallbackRequest).where(CallbackRequest.conversation_id == conversation.id,
-                                              CallbackRequest.status == OPEN).with_for_update())).scalar_one_or_none()
-            row = existing or CallbackRequest(conversation_id=conversation.id, status=OPEN, created_at=now)
+            existing = await self.requests.lock_open(tx, conversation.id)
+            row = existing or self.requests.new_open(conversation.id, now)
             row.name, row.phone, row.preferred_time = form.name, form.phone, form.preferred_time
             row.topic = form.topic or conversation.topic
             row.language = conversation.language
             row.consent_at = now
-            if existing is None:
-                tx.session.add(row)
-            await tx.session.flush()
-            callback_id = row.id
+            callback_id = await self.requests.save(tx, row)
             tx.on_commit(lambda: self.events.callback_ack(sid, callback_id))
             tx.on_commit(self.broadcast)
         log.info("conversation %s: callback request %s %s", conversation.id, callback_id,
@@ -131,10 +120,7 @@ class Callbacks:
         return callback_id
 
     async def open_requests(self) -> list[dict[str, Any]]:
-        async with self.store.reading() as session:
-            result = await session.execute(select(CallbackRequest).where(CallbackRequest.status == OPEN)
-                                           .order_by(CallbackRequest.id))
-            return [callback_payload(row) for row in result.scalars().all()]
+        return [callback_payload(row) for row in await self.requests.open_requests()]
 
     async def broadcast(self) -> None:
         await self.events.console_callbacks({"callbacks": await self.open_requests()})
@@ -142,22 +128,12 @@ class Callbacks:
     async def do_done(self, staff: Staff, callback_id: int) -> None:
         """Mark done and wipe the contact details: they were kept only to make the call."""
         async with self.store.transaction() as tx:
-            row = (await tx.session.execute(
-                select(CallbackRequest).where(CallbackRequest.id == callback_id).with_for_update())
-            ).scalar_one_or_none()
+            row = await self.requests.lock(tx, callback_id)
             if row is None:
-                raise ConsoleError("not_found")
+                raise RequestRefused("not_found")
             if row.status != OPEN:
-                raise ConsoleError("already_done")
-            row.status, row.done_at, row.done_by = DONE, utcnow(), staff.id
-            row.name = row.phone = row.preferred_time = None
+                raise RequestRefused("already_done")
+            self.requests.mark_done(row, staff.id, utcnow())
             add_audit(tx, staff, "callback_done", row.conversation_id, f"callback {callback_id}")
             tx.on_commit(self.broadcast)
         log.info("callback request %s done by staff %s", callback_id, staff.id)
-
-    # The console's request (registered on the counsellor namespace by the app).
-    def console_handler(self, counsellor: Any):
-        async def on_callback_done(sid: str, data: Any) -> dict[str, Any]:
-            await self.do_done(counsellor.sockets[sid].staff, check_callback_id(data))
-            return {}
-        return on_callback_done

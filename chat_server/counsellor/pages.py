@@ -2,7 +2,7 @@
 
 - ``GET /console``: the console page (counsellors and admins), vanilla JS and
   CSS from ``static/console/``, no build step; it talks to the
-  ``/counsellor`` Socket.IO namespace (``counsellor.py``).
+  ``/counsellor`` Socket.IO namespace (``channel.py``).
 - ``GET /console/static/<file>``: its assets, and the Socket.IO client from
   ``widget/node_modules`` (installed by ``./polku``).
 - ``GET /api/console/conversations/<id>``: a transcript as JSON, under the
@@ -25,13 +25,14 @@ from aiohttp import web
 from bot.settings import PROJECT_ROOT
 from bot.types import LANGUAGES
 
-from . import i18n
-from .context import SERVER_KEY
-from .staff.csrf import csrf_token, staff_page_headers
-from .staff.sessions import Staff
-from .staff.web import LANGUAGE_NAMES, STATIC_DIR, require_staff, secure_cookies, ui_language
-from .counsellor import ConsoleError
-from .numbers import parse_id
+from .. import i18n
+from ..context import ServerContext, server_of
+from ..errors import RequestRefused
+from ..numbers import parse_id
+from ..staff.csrf import csrf_token, staff_page_headers
+from ..staff.sessions import Staff
+from ..staff.web import LANGUAGE_NAMES, STATIC_DIR, require_staff, secure_cookies, ui_language
+from .service import CounsellorService
 
 SOCKET_IO_CLIENT = PROJECT_ROOT / "widget" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 _SAFE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\.(css|js)")
@@ -46,8 +47,12 @@ CONSOLE_TEXTS: dict[str, dict[str, str]] = i18n.section("console")
 AUDIT_TEXTS: dict[str, dict[str, str]] = i18n.section("audit")
 
 
-def _server(request: web.Request) -> Any:
-    return request.app[SERVER_KEY]
+def _server(request: web.Request) -> ServerContext:
+    return server_of(request)
+
+
+def _service(request: web.Request) -> CounsellorService:
+    return server_of(request).counsellor.service
 
 
 def _render(name: str, **values: str) -> str:
@@ -124,21 +129,19 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 @require_staff("counsellor")
 async def conversation_json(request: web.Request) -> web.StreamResponse:
     """A transcript, as the console's open request gives it (same rule, same audit)."""
-    server = _server(request)
+    service = _service(request)
     staff: Staff = request["staff"]
     try:
         conversation_id = parse_id(request.match_info["id"])
         if conversation_id is None:
             return web.json_response({"error": "bad_request", "detail": "the conversation id must be a number (digits 0-9)"},
                                      status=400, headers={"Cache-Control": "no-store"})
-        conversation, until = await server.counsellor.check_may_read(staff, conversation_id)
+        conversation, until = await service.do_view(staff, conversation_id)
     except ValueError:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json") from None
-    except ConsoleError as exc:
-        status = 404 if exc.code == "not_found" else 403
-        return web.json_response({"error": exc.code}, status=status, headers={"Cache-Control": "no-store"})
-    await server.auth.audit(staff, "view_transcript", conversation_id, "" if until is None else "handled part")
-    body = await server.counsellor.transcript(conversation, until)
+    except RequestRefused as exc:
+        return web.json_response({"error": exc.code}, status=exc.http_status, headers={"Cache-Control": "no-store"})
+    body = await service.transcript(conversation, until)
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
