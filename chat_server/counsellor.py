@@ -55,6 +55,7 @@ from .store.models import Conversation, HandoffTransition, Message, utcnow
 from .presence import PRESENCE_HEARTBEAT_SECS, Presence
 from .redis_backend import redis_errors
 from .store.staff_models import ConversationNote, ConversationTag
+from .store.conversations import Conversations
 from .store.core import Store
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class CounsellorChannel:
         self.sio = sio
         self.settings = settings
         self.store = store
+        self.conversations = Conversations(store)
         self.handoff = handoff
         self.events = events
         self.auth = auth
@@ -410,14 +412,14 @@ class CounsellorChannel:
 
     async def check_may_read(self, staff: Staff, conversation_id: int) -> tuple[Conversation, datetime | None]:
         """The conversation and how far this counsellor may read it (None: all), else ConsoleError."""
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.conversations.get(conversation_id)
         if conversation is None:
             raise ConsoleError("not_found")
         state = conversation.handoff_state
         if state == hs.QUEUED or (state == hs.COUNSELLOR and conversation.counsellor_id == str(staff.id)):
             return conversation, None
         if state in (hs.CLOSED, hs.BOT):
-            until = handled_until(await self.store.transitions(conversation_id), staff.actor)
+            until = handled_until(await self.conversations.transitions(conversation_id), staff.actor)
             if until is not None:
                 return conversation, until
         raise ConsoleError("forbidden")
@@ -433,7 +435,7 @@ class CounsellorChannel:
             messages = list((await session.execute(
                 query.order_by(Message.id).limit(TRANSCRIPT_MAX_MESSAGES))).scalars().all())
             notes = list((await session.execute(notes_query.order_by(ConversationNote.id))).scalars().all())
-        transitions = await self.store.transitions(conversation.id)
+        transitions = await self.conversations.transitions(conversation.id)
         authors = {m.id: _staff_id_of(counsellor_at(transitions, m.created_at))
                    for m in messages if m.sender == "counsellor"}
         names = await self.auth.display_names({a for a in authors.values() if a is not None}
@@ -573,7 +575,7 @@ class CounsellorChannel:
     async def do_pick_up(self, staff: Staff, conversation_id: int) -> Conversation:
         """Queued -> this counsellor, atomically: the row lock makes every other try see it taken."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if conversation is None:
                 raise ConsoleError("not_found")
             if conversation.handoff_state != hs.QUEUED:
@@ -587,7 +589,7 @@ class CounsellorChannel:
         return conversation
 
     async def _lock_mine(self, tx: Any, staff: Staff, conversation_id: int) -> Conversation:
-        conversation = await tx.lock_conversation(conversation_id)
+        conversation = await self.conversations.lock(tx, conversation_id)
         if conversation is None:
             raise ConsoleError("not_found")
         if conversation.handoff_state != hs.COUNSELLOR or conversation.counsellor_id != str(staff.id):
@@ -629,7 +631,7 @@ class CounsellorChannel:
             # The same client_id again (a resend after a reconnect): stored once, answered with it.
             if message.client_id is None:
                 raise
-            stored = await self.store.message_by_client_id(message.conversation_id, message.client_id)
+            stored = await self.conversations.message_by_client_id(message.conversation_id, message.client_id)
             if stored is None:
                 raise
         return stored
@@ -637,7 +639,7 @@ class CounsellorChannel:
     async def on_typing(self, sid: str, data: Any) -> dict[str, Any]:
         conversation_id, typing = check_typing(data)
         staff = self.sockets[sid].staff
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.conversations.get(conversation_id)
         if (conversation is None or conversation.handoff_state != hs.COUNSELLOR
                 or conversation.counsellor_id != str(staff.id)):
             raise ConsoleError("not_yours")
@@ -662,7 +664,7 @@ class CounsellorChannel:
     async def do_close(self, staff: Staff, closing: Closing) -> None:
         """Close with topic tags (for statistics); the resident's next message goes to the bot."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(closing.conversation_id)
+            conversation = await self.conversations.lock(tx, closing.conversation_id)
             if conversation is None:
                 raise ConsoleError("not_found")
             queued = conversation.handoff_state == hs.QUEUED
@@ -783,7 +785,7 @@ class CounsellorChannel:
             stale = [row[0] for row in result.all()]
         for conversation_id in stale:
             async with self.store.transaction() as tx:
-                conversation = await tx.lock_conversation(conversation_id)
+                conversation = await self.conversations.lock(tx, conversation_id)
                 if (conversation is None or conversation.handoff_state != hs.QUEUED
                         or conversation.last_activity_at >= cutoff):
                     continue  # picked up, left, or the resident wrote meanwhile
@@ -794,7 +796,7 @@ class CounsellorChannel:
 
     async def do_requeue(self, conversation_id: int, counsellor_id: str) -> None:
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if (conversation is None or conversation.handoff_state != hs.COUNSELLOR
                     or conversation.counsellor_id != counsellor_id):
                 return  # moved meanwhile (another process, or the counsellor came back and acted)
@@ -828,7 +830,7 @@ class CounsellorChannel:
         moved = []
         for conversation_id in waiting:
             async with self.store.transaction() as tx:
-                conversation = await tx.lock_conversation(conversation_id)
+                conversation = await self.conversations.lock(tx, conversation_id)
                 if (conversation is None or conversation.handoff_state != hs.QUEUED
                         or conversation.priority == "crisis"):
                     continue  # picked up, left, or escalated meanwhile

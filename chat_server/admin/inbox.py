@@ -24,7 +24,7 @@ from bot.types import FALLBACK_INTENT, LANGUAGES
 from ..store.admin_models import InboxDecision, MessageGuess
 from ..store.models import Message, utcnow
 from ..numbers import is_id, parse_id
-from ..store.core import guess_list
+from ..store.conversations import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
 from .checks import normalise_example, personal_data, problem

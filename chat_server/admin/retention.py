@@ -299,7 +299,7 @@ class Retention:
     async def delete_one(self, conversation_id: int) -> bool:
         """Delete one conversation now (its counts rolled up first). False if there is none."""
         async with self.server.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.server.conversations.lock(tx, conversation_id)
             if conversation is None:
                 return False
             if conversation.handoff_state in ACTIVE_STATES:
