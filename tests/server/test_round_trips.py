@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from sqlalchemy import event
@@ -59,6 +60,7 @@ class RoundTrips:
     commits: int = 0
     rollbacks: int = 0
     checkouts: int = 0
+    wire: list[str] = field(default_factory=list)  # PostgreSQL: every call of asyncpg's that waits for the server
     redis: list[str] = field(default_factory=list)  # one entry per round trip
     published: list[str] = field(default_factory=list)  # the event of each publish
     _undo: list[Any] = field(default_factory=list)
@@ -89,10 +91,30 @@ class RoundTrips:
             event.listen(target, name, fn)
             self._undo.append((target, name, fn))
         server = running.server
+        if server.engine.dialect.name == "postgresql":
+            self._count_wire()
         if server.redis is not None:
             self._count_client(server.redis)
             self._count_publishes(server.sio.manager)
         return self
+
+    def _count_wire(self) -> None:
+        """asyncpg's calls that each wait for PostgreSQL once: what SQLAlchemy's events do not show
+        (BEGIN, COMMIT, the pool's ping, preparing a statement the connection has not seen)."""
+        targets = [(asyncpg.connection.Connection, name)
+                   for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare")]
+        targets += [(asyncpg.prepared_stmt.PreparedStatement, name)
+                    for name in ("fetch", "fetchrow", "fetchval", "executemany")]
+        for cls, name in targets:
+            original = getattr(cls, name)
+
+            def counted(this, *args, __original=original, __name=name, **kwargs):
+                if self.counting:
+                    query = args[0] if args and isinstance(args[0], str) else ""
+                    self.wire.append(f"{__name} {' '.join(query.split()[:2])}".strip())
+                return __original(this, *args, **kwargs)
+            setattr(cls, name, counted)
+            self._undo.append((cls, name, original))
 
     def _count_client(self, client) -> None:
         execute_command, pipeline = client.execute_command, client.pipeline
@@ -126,11 +148,14 @@ class RoundTrips:
 
     def remove(self) -> None:
         for target, name, fn in self._undo:
-            event.remove(target, name, fn)
+            if isinstance(target, type) and target.__module__.startswith("asyncpg"):
+                setattr(target, name, fn)
+            else:
+                event.remove(target, name, fn)
 
     def summary(self) -> dict[str, Any]:
         return {"statements": self.statements, "commits": self.commits, "rollbacks": self.rollbacks,
-                "checkouts": self.checkouts, "redis": self.redis, "published": self.published}
+                "checkouts": self.checkouts, "wire": self.wire, "redis": self.redis, "published": self.published}
 
 
 def _database_of(running: RunningServer) -> str:
@@ -172,6 +197,14 @@ async def test_a_bot_turn_costs_as_few_round_trips_on_postgresql_as_on_sqlite(
         assert counted.commits == 1, counted.summary()
         assert counted.statements, counted.summary()
     assert len(postgres.statements) <= len(sqlite.statements), (sqlite.summary(), postgres.summary())
+    # On the wire: one BEGIN and one COMMIT of the turn's transaction around its statements
+    # (the read before the bot answers runs without either). The pool's pings (BEGIN, ";",
+    # ROLLBACK per connection taken: store/db.py's pool_pre_ping) and first-time prepares are
+    # counted apart: they depend on the pool's settings and on what each connection has seen.
+    pings = 3 * postgres.checkouts
+    work = [call for call in postgres.wire if not call.startswith("prepare")]
+    assert [c for c in work if "COMMIT" in c] == ["execute COMMIT;"], postgres.wire
+    assert len(work) - pings <= len(sqlite.statements) + 2, postgres.wire
     # Nothing of the queue or presence for a conversation with the bot, and the rate limits
     # (address and session) in one round trip.
     assert not [c for c in postgres.redis if "presence" in c or "queue" in c], postgres.redis
