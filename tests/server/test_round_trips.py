@@ -21,7 +21,6 @@ import pytest
 from aiohttp import web
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
 
 from .helpers import OWN_BOT, RunningServer, StandIn
 
