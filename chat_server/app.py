@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import socketio
@@ -19,6 +19,9 @@ from aiohttp import web
 from redis import asyncio as aioredis
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.policy import Bot
 
 from . import admin, auth, console, health, logsafe, static
 from .store import db
@@ -54,7 +57,7 @@ MIN_PACKET_BYTES = 64 * 1024
 class ChatServer:
     """Everything one server process holds; made at app startup, closed at cleanup."""
 
-    def __init__(self, settings: Settings, sio: socketio.AsyncServer, *, bot: Any = None) -> None:
+    def __init__(self, settings: Settings, sio: socketio.AsyncServer, *, bot: Bot | None = None) -> None:
         self.settings = settings
         self.sio = sio
         self.events = Events(sio)
@@ -268,7 +271,7 @@ def _without_websocket_compression(sio: socketio.AsyncServer) -> None:
     eio._async = {**eio._async, "websocket": GuardedWebSocket}
 
 
-def create_app(settings: Settings | None = None, *, bot: Any = None,
+def create_app(settings: Settings | None = None, *, bot: Bot | None = None,
                widget_dir: Path | None = None) -> web.Application:
     """The aiohttp application. ``bot`` replaces Bot.from_settings (for tests)."""
     settings = settings or Settings()
