@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .content import CONTRACT_INTENTS, Content
 from .language import Lexicon, detect_language, lexicon_from_examples
@@ -241,17 +241,19 @@ class Bot:
     async def handle(self, text: str, state: DialogueState | None = None,
                      ui_language: str | None = None, *,
                      counsellors_online: bool | None = None,
-                     availability: Availability | None = None) -> BotTurn:
+                     availability: AvailabilitySource | None = None) -> BotTurn:
         """Answer one resident message. Never raises because Rasa is down.
 
         ``availability`` (the chat server's): whether a counsellor can come now, is
-        expected soon, and whether the chat already waits in the queue. Without it,
+        expected soon, and whether the chat already waits in the queue; or an async function
+        that tells it, called only when the answer depends on it (most answers do not, and
+        asking costs the chat server a look at who is online). Without it,
         ``counsellors_online`` (or, with neither, a counsellor counts as available)."""
         state = state or DialogueState()
+        told = availability is not None or counsellors_online is not None
         if availability is None:
             availability = Availability(now=True if counsellors_online is None else counsellors_online)
-        else:
-            counsellors_online = availability.now
+        asked = _Asked(availability, told)
         parsed = await self.parse(text, ui_language, state.language, opening=state.turns == 0)
         lang = parsed.language
         state = state.evolve(language=lang, turns=state.turns + 1)
@@ -269,11 +271,11 @@ class Bot:
                 # "I did not understand" (the check offers a counsellor too).
                 return BotTurn(parsed, (reply("crisis_check", lang),),
                                state.evolve(pending=PENDING_SAFETY_CHECK), understood=False)
-            turn = await self._answer(parsed, state, counsellors_online, availability)
+            turn = await self._answer(parsed, state, asked)
             pending = turn.state.pending if turn.handoff is not None else PENDING_SAFETY_CHECK
             return BotTurn(parsed, (reply("crisis_check", lang), *turn.replies), turn.state.evolve(pending=pending),
                            turn.handoff, turn.understood)
-        return await self._answer(parsed, state, counsellors_online, availability)
+        return await self._answer(parsed, state, asked)
 
     def _to_counsellor(self, parsed: ParseResult, state: DialogueState, availability: Availability,
                        reason: str, first: Reply | None = None) -> BotTurn:
@@ -303,8 +305,7 @@ class Bot:
             answer = Reply(f"{first.text} {answer.text}".strip(), answer.quick_replies, response_id)
         return BotTurn(parsed, (answer,), state, understood=reason != "fallback")
 
-    async def _answer(self, parsed: ParseResult, state: DialogueState,
-                      counsellors_online: bool | None, availability: Availability) -> BotTurn:
+    async def _answer(self, parsed: ParseResult, state: DialogueState, asked: "_Asked") -> BotTurn:
         lang = parsed.language
         intent = parsed.intent
         reply = self.content.reply
@@ -316,6 +317,7 @@ class Bot:
         if intent == FALLBACK_INTENT:
             count = state.fallback_count + 1
             if count >= self.fallbacks_before_handoff:
+                availability = await asked.get()
                 first = reply("fallback_handoff" if availability.now and not availability.queued
                               else "fallback_not_understood", lang)
                 return self._to_counsellor(parsed, state.evolve(fallback_count=0), availability,
@@ -332,7 +334,7 @@ class Bot:
                                state.evolve(pending=None),
                                Handoff("crisis", "crisis", state.last_topic or "crisis"))
             if state.pending == PENDING_OFFER_COUNSELLOR:
-                return self._to_counsellor(parsed, state, availability, "requested")
+                return self._to_counsellor(parsed, state, await asked.get(), "requested")
             return BotTurn(parsed, (reply("affirm_nothing_pending", lang),), state)
         if intent == "deny":
             if state.pending == PENDING_SAFETY_CHECK and "safety_check_declined" in self.content.responses:
@@ -342,11 +344,12 @@ class Bot:
             return BotTurn(parsed, (reply("deny", lang),), state)
 
         if intent in _HANDOFF_INTENTS:
-            return self._to_counsellor(parsed, state, availability, _HANDOFF_INTENTS[intent])
+            return self._to_counsellor(parsed, state, await asked.get(), _HANDOFF_INTENTS[intent])
 
         if intent == "join_queue":
             # The button of counsellors_expected: wait in the queue for the counsellor
             # expected soon (the chat server's notice says why and what to expect).
+            availability = await asked.get()
             if availability.queued:
                 return BotTurn(parsed, (reply("handoff_still_queued", lang),), state.evolve(pending=None))
             if availability.now or availability.expected_soon:
@@ -360,12 +363,30 @@ class Bot:
 
         replies = [reply(intent, lang)]
         if intent == "polku_contact":
-            open_now = counsellors_online if counsellors_online is not None else self.content.is_open("chat")
+            open_now = (await asked.get()).now if asked.told else self.content.is_open("chat")
             status_id = "polku_chat_open" if open_now else "polku_chat_closed"
             if status_id in self.content.responses:
                 replies.append(reply(status_id, lang))
         topic = intent if intent not in ("greet", "goodbye", "thanks", "bot_challenge", "out_of_scope") else state.last_topic
         return BotTurn(parsed, tuple(replies), state.evolve(pending=None, last_topic=topic))
+
+
+AvailabilitySource = Availability | Callable[[], Awaitable[Availability]]
+
+
+class _Asked:
+    """The availability of one turn, asked for once and only if the answer depends on it.
+    ``told``: the caller said it (else the content's chat hours stand in where they can)."""
+
+    def __init__(self, source: AvailabilitySource, told: bool) -> None:
+        self._source = source
+        self._value = source if isinstance(source, Availability) else None
+        self.told = told
+
+    async def get(self) -> Availability:
+        if self._value is None:
+            self._value = await self._source()
+        return self._value
 
 
 def _salutation(text: str) -> str:

@@ -25,7 +25,7 @@ from .admin.nlu_guard import ActivationFlag, GuardedNlu
 from .store import db
 from .context import SERVER_KEY
 from .counsellor import pages as counsellor_pages
-from .counsellor.callbacks import Callbacks
+from .counsellor.callbacks import Callbacks, check_callback_request
 from .counsellor.channel import CounsellorChannel
 from .counsellor.content import ConsoleContent
 from .counsellor.service import CounsellorService
@@ -40,8 +40,10 @@ from .queue import HandoffQueue, MemoryQueue, MemoryTold, QueueKeeper, RedisQueu
 from .ratelimit import (MemoryCounter, MemorySocketCounter, RateLimits, RedisCounter, RedisSocketCounter,
                         parse_trusted_proxies)
 from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis
-from .resident import ResidentChannel
-from .sessions import RedisUnwrittenSockets, SessionIds, file_session_key, redis_session_key
+from .resident.channel import ResidentChannel
+from .resident.service import ResidentService
+from .resident.sessions import RedisUnwrittenSockets, SessionIds, file_session_key, redis_session_key
+from .resident.sockets import ResidentSockets
 from .shutdown import DRAIN_SECS, DrainingServer, bounded
 from .staff import pages as staff_pages, session_routes as staff_session_routes
 from .staff.csrf import csrf_middleware, security_headers_middleware
@@ -49,6 +51,7 @@ from .staff.oidc import OidcClient
 from .staff.service import StaffAuth
 from .store.callbacks import CallbackRequests
 from .store.casework import Casework
+from .store.conversations import Conversations
 from .store.core import Store
 from .store.staff import StaffRepository
 
@@ -71,6 +74,7 @@ class ChatServer:
         self.bot: Bot | None = None
         self.engine = None
         self.store: Store | None = None
+        self.conversations: Conversations | None = None
         self.redis: aioredis.Redis | None = None
         self.queue: HandoffQueue | None = None
         self.presence: Presence | None = None
@@ -91,9 +95,10 @@ class ChatServer:
         if settings.migrate_on_start:
             await db.migrate(self.engine)
         self.store = Store(self.engine)
+        self.conversations = Conversations(self.store)
         if settings.redis_url:
             self.redis = create_redis(settings.redis_url)
-            self.queue = RedisQueue(self.redis, settings.redis_prefix, database_queue=self.store.queued)
+            self.queue = RedisQueue(self.redis, settings.redis_prefix, database_queue=self.conversations.queued)
             self.presence = RedisPresence(self.redis, settings.redis_prefix)
             # While Redis is away the limits count in this process (residents keep being answered).
             counter = FallbackCounter(RedisCounter(self.redis, settings.redis_prefix), MemoryCounter())
@@ -115,7 +120,7 @@ class ChatServer:
             check_on_start(content, settings.require_crisis_facts, log)
         self.counter = counter
         self.session_ids = SessionIds(await self._session_key())
-        self.handoff = Handoff(self.queue, self.presence, self.events, self.bot,
+        self.handoff = Handoff(self.queue, self.presence, self.events, self.bot, conversations=self.conversations,
                                secs_per_conversation=settings.queue_secs_per_conversation,
                                default_language=settings.default_language,
                                is_open=self._chat_hours(), expected_soon=self._chat_expected_soon(),
@@ -125,22 +130,29 @@ class ChatServer:
         self.auth = StaffAuth.from_settings(staff_repo, settings, redis=self.redis, counter=counter)
         self.oidc = OidcClient(settings, staff_repo) if settings.oidc_issuer else None
         self.callbacks = Callbacks(self.store, CallbackRequests(self.store), self.events)
-        self.resident = ResidentChannel(
-            self.sio, store=self.store, bot=self.bot, handoff=self.handoff, events=self.events,
-            limits=RateLimits(counter, settings.rate_session_per_min, settings.rate_address_per_min),
-            trusted_proxies=self.trusted_proxies, max_message_chars=settings.max_message_chars,
-            session_ttl_hours=settings.session_ttl_hours,
-            history_max_messages=settings.history_max_messages,
-            default_language=settings.default_language, callbacks=self.callbacks,
-            socket_counter=self.socket_counter, sockets_per_address=settings.sockets_per_address,
-            queued_per_address=settings.queued_per_address, session_ids=self.session_ids,
-            unwritten_sockets=RedisUnwrittenSockets(self.redis, settings.redis_prefix,
-                                                    settings.session_ttl_hours * 3600)
+        sockets = ResidentSockets(
+            self.sio, store=self.store, conversations=self.conversations, notices=self.bot,
+            session_ids=self.session_ids, session_ttl_hours=settings.session_ttl_hours,
+            default_language=settings.default_language,
+            shared_unwritten=RedisUnwrittenSockets(self.redis, settings.redis_prefix,
+                                                   settings.session_ttl_hours * 3600)
             if self.redis is not None else None)
+        service = ResidentService(
+            sockets, store=self.store, conversations=self.conversations, bot=self.bot, handoff=self.handoff,
+            events=self.events,
+            limits=RateLimits(counter, settings.rate_session_per_min, settings.rate_address_per_min),
+            session_ttl_hours=settings.session_ttl_hours, history_max_messages=settings.history_max_messages,
+            queued_per_address=settings.queued_per_address)
+        self.resident = ResidentChannel(
+            self.sio, service, events=self.events, texts=self.bot, trusted_proxies=self.trusted_proxies,
+            max_message_chars=settings.max_message_chars, default_language=settings.default_language,
+            callbacks=self.callbacks, check_callback=check_callback_request,
+            socket_counter=self.socket_counter, sockets_per_address=settings.sockets_per_address)
         self.resident.register()
         casework = Casework(self.store)
         counsellor_service = CounsellorService(
-            store=self.store, casework=casework, handoff=self.handoff, events=self.events, auth=self.auth,
+            store=self.store, conversations=self.conversations, casework=casework, handoff=self.handoff,
+            events=self.events, auth=self.auth,
             presence=self.presence, callbacks=self.callbacks, default_language=settings.default_language,
             content=ConsoleContent.load(Path(settings.training_data_dir) / "counsellor_snippets.yml"),
             grace_secs=settings.counsellor_grace_secs)
@@ -156,7 +168,7 @@ class ChatServer:
         await self._start_socketio_manager()
         self.counsellor_sweeps.start()
         if isinstance(self.queue, RedisQueue):
-            self.queue_keeper = QueueKeeper(self.queue, self.store.queued, self._queue_restored)
+            self.queue_keeper = QueueKeeper(self.queue, self.conversations.queued, self._queue_restored)
             with contextlib.suppress(Exception):  # Redis away at startup: the keeper's first round
                 await self.queue.mark_kept()
             self.queue_keeper.start()
@@ -195,7 +207,7 @@ class ChatServer:
 
     async def _restore_queue(self) -> None:
         try:
-            await self.queue.restore(await self.store.queued())
+            await self.queue.restore(await self.conversations.queued())
         except BackendUnavailable as exc:
             log.warning("could not restore the counsellor queue: %s", exc.detail)
 

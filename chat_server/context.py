@@ -11,11 +11,14 @@ application.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from chat_server.store.conversations import Conversations
 
 
 class ServerContext(Protocol):
@@ -26,6 +29,7 @@ class ServerContext(Protocol):
     events: Any
     bot: Any
     store: Any
+    conversations: Conversations
     redis: Any
     queue: Any
     presence: Any

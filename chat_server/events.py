@@ -1,7 +1,7 @@
 """The one place that sends Socket.IO events, to residents (namespace "/")
 and to the counsellors' consoles (namespace "/counsellor").
 
-Called from the business logic (``resident.py``, ``handoff.py``,
+Called from the business logic (``resident/service.py``, ``handoff.py``,
 ``counsellor.py``, ``callbacks.py``), for changes only after their
 transaction committed (``Transaction.on_commit``).
 Payload shapes are the ones in ``docs/protocol.md``; each has a builder

@@ -44,6 +44,7 @@ from .events import Events, HandoffView
 from .store.models import Conversation, utcnow
 from .presence import Presence
 from .queue import HandoffQueue, MemoryTold, Told
+from .store.conversations import Conversations
 from .store.core import Transaction
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ StateListener = Callable[[Conversation, str, str], Awaitable[None]]
 
 class Handoff:
     def __init__(self, queue: HandoffQueue, presence: Presence, events: Events,
-                 notices: NoticeSource, *, secs_per_conversation: float, default_language: str,
+                 notices: NoticeSource, *, conversations: Conversations,
+                 secs_per_conversation: float, default_language: str,
                  is_open: Callable[[], bool] | None = None,
                  expected_soon: Callable[[], bool] | None = None, told: Told | None = None,
                  update_delay_secs: float = QUEUE_UPDATE_DELAY_SECS) -> None:
@@ -120,6 +122,7 @@ class Handoff:
         self.presence = presence
         self.events = events
         self.notices = notices
+        self.conversations = conversations
         self.secs_per_conversation = secs_per_conversation
         self.default_language = default_language
         self.is_open = is_open or (lambda: True)
@@ -180,7 +183,7 @@ class Handoff:
         check_move(from_state, to_state, actor)
         now = utcnow()
         conversation.handoff_state = to_state
-        await tx.add_transition(conversation, from_state, to_state, actor, reason, now)
+        await self.conversations.add_transition(tx, conversation, from_state, to_state, actor, reason, now)
 
         if to_state == QUEUED:
             if from_state == BOT:
@@ -232,7 +235,7 @@ class Handoff:
             return False
         actor_kind(actor)
         conversation.priority = "crisis"
-        await tx.add_transition(conversation, state, state, actor, REASON_CRISIS, utcnow())
+        await self.conversations.add_transition(tx, conversation, state, state, actor, REASON_CRISIS, utcnow())
         conversation_id = conversation.id
         if state == QUEUED:
             queued_at = conversation.queued_at or utcnow()
@@ -333,8 +336,8 @@ class Handoff:
             return
         language = conversation.language or self.default_language
         reply = self.notices.notice(response_id, language, **params)
-        message = await tx.add_message(
-            conversation, sender="system", text=reply.text,
+        message = await self.conversations.add_message(
+            tx, conversation, sender="system", text=reply.text,
             quick_replies=[qr.to_rasa() for qr in reply.quick_replies] or None,
             response_id=response_id, language=language)
         conversation_id = conversation.id

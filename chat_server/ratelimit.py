@@ -49,6 +49,23 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return 1
 """
 
+# The hits of one message (its address's, then its session's) in one round trip: counted in
+# order until one is refused (its index back, 0-based; -1 when every one was counted).
+_SLIDING_WINDOWS_LUA = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  local limit = tonumber(ARGV[3 + i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= limit then
+    return i - 1
+  end
+  redis.call('ZADD', KEYS[i], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
+end
+return -1
+"""
+
 
 def _key(kind: str, value: str) -> str:
     return kind + ":" + hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:32]
@@ -62,6 +79,9 @@ def address_key(kind: str, address: str) -> str:
 class Counter(Protocol):
     async def hit(self, key: str, limit: int) -> bool:
         """Count one hit; False (and not counted) when the window is full."""
+
+    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
+        """Count (key, limit) hits in order until one is refused: its index, or -1 (all counted)."""
 
 
 class MemoryCounter:
@@ -81,6 +101,12 @@ class MemoryCounter:
             self._prune(now)
         return True
 
+    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
+        for index, (key, limit) in enumerate(hits):
+            if not await self.hit(key, limit):
+                return index
+        return -1
+
     def _prune(self, now: float) -> None:
         self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self._window_secs}
 
@@ -90,6 +116,7 @@ class RedisCounter:
         self._prefix = f"{prefix}rate:"
         self._window_secs = window_secs
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
+        self._scripts = redis.register_script(_SLIDING_WINDOWS_LUA)
 
     async def hit(self, key: str, limit: int) -> bool:
         async with redis_errors():
@@ -97,6 +124,13 @@ class RedisCounter:
                 keys=[self._prefix + key],
                 args=[time.time(), self._window_secs, limit, uuid.uuid4().hex])
         return bool(admitted)
+
+    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
+        async with redis_errors():
+            refused = await self._scripts(
+                keys=[self._prefix + key for key, _ in hits],
+                args=[time.time(), self._window_secs, uuid.uuid4().hex, *(limit for _, limit in hits)])
+        return int(refused)
 
 
 class RateLimits:
@@ -114,6 +148,13 @@ class RateLimits:
     async def check_session(self, session_hash: str, client_id: str | None = None) -> None:
         if not await self._counter.hit(_key("session", session_hash), self._per_session):
             raise RateLimited("session", client_id=client_id)
+
+    async def check_message(self, address: str, session_hash: str, client_id: str | None = None) -> None:
+        """check_address then check_session, in one go (one Redis round trip)."""
+        refused = await self._counter.hit_each(((_key("address", address), self._per_address),
+                                                (_key("session", session_hash), self._per_session)))
+        if refused >= 0:
+            raise RateLimited("address" if refused == 0 else "session", client_id=client_id)
 
 
 # --- Open sockets per address --------------------------------------------------------

@@ -105,9 +105,16 @@ class FallbackCounter:
         self._warned = False
 
     async def hit(self, key: str, limit: int) -> bool:
+        return await self._hit("hit", key, limit)
+
+    async def hit_each(self, hits) -> int:
+        """Counter.hit_each (ratelimit.py): several hits in one round trip."""
+        return await self._hit("hit_each", hits)
+
+    async def _hit(self, method: str, *args):
         if not self._down:
             try:
-                admitted = await self._redis.hit(key, limit)
+                result = await getattr(self._redis, method)(*args)
             except BackendUnavailable:
                 self._down.failed()
                 if not self._warned:
@@ -118,8 +125,8 @@ class FallbackCounter:
                     log.info("Redis is back: rate limits are shared again")
                     self._warned = False
                 self._down.worked()
-                return admitted
-        return await self._memory.hit(key, limit)
+                return result
+        return await getattr(self._memory, method)(*args)
 
 
 class SocketIORedisManager(socketio.AsyncRedisManager):

@@ -23,7 +23,7 @@ from bot.types import LANGUAGES
 from ..errors import EditRefused, InboxError
 from ..numbers import is_id, parse_id
 from ..store.admin.inbox import InboxRepository
-from ..store.core import guess_list
+from ..store.conversations import guess_list
 from . import similarity
 from .changes import ContentService, StaffRef
 from .checks import normalise_example, personal_data, problem

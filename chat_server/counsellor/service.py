@@ -30,6 +30,7 @@ from ..events import Events, console_message_payload, iso_time
 from ..handoff import Handoff
 from ..presence import Presence
 from ..store.casework import Casework
+from ..store.conversations import Conversations
 from ..store.core import Store, Transaction
 from ..store.models import Conversation, HandoffTransition, Message, utcnow
 from ..store.staff_models import ConversationNote
@@ -92,10 +93,12 @@ def note_payload(note: ConversationNote, author: str | None) -> dict[str, Any]:
 class CounsellorService:
     """The counsellors' moves and reads; the channel and the console's HTTP routes call it."""
 
-    def __init__(self, *, store: Store, casework: Casework, handoff: Handoff, events: Events,
+    def __init__(self, *, store: Store, conversations: Conversations, casework: Casework, handoff: Handoff,
+                 events: Events,
                  auth: StaffAuth, presence: Presence, callbacks: Callbacks, content: ConsoleContent,
                  default_language: str, grace_secs: float) -> None:
         self.store = store
+        self.conversations = conversations
         self.casework = casework
         self.handoff = handoff
         self.events = events
@@ -110,14 +113,14 @@ class CounsellorService:
 
     async def check_may_read(self, staff: Staff, conversation_id: int) -> tuple[Conversation, datetime | None]:
         """The conversation and how far this counsellor may read it (None: all), else RequestRefused."""
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.conversations.get(conversation_id)
         if conversation is None:
             raise RequestRefused("not_found")
         state = conversation.handoff_state
         if state == hs.QUEUED or (state == hs.COUNSELLOR and conversation.counsellor_id == str(staff.id)):
             return conversation, None
         if state in (hs.CLOSED, hs.BOT):
-            until = handled_until(await self.store.transitions(conversation_id), staff.actor)
+            until = handled_until(await self.conversations.transitions(conversation_id), staff.actor)
             if until is not None:
                 return conversation, until
         raise RequestRefused("forbidden")
@@ -131,7 +134,7 @@ class CounsellorService:
     async def transcript(self, conversation: Conversation, until: datetime | None) -> dict[str, Any]:
         """Every message (the bot's and the notices too), notes, and who wrote the counsellor lines."""
         messages, notes = await self.casework.transcript_rows(conversation.id, until)
-        transitions = await self.store.transitions(conversation.id)
+        transitions = await self.conversations.transitions(conversation.id)
         authors = {m.id: _staff_id_of(counsellor_at(transitions, m.created_at))
                    for m in messages if m.sender == "counsellor"}
         names = await self.auth.display_names({a for a in authors.values() if a is not None}
@@ -217,7 +220,7 @@ class CounsellorService:
     async def do_pick_up(self, staff: Staff, conversation_id: int) -> Conversation:
         """Queued -> this counsellor, atomically: the row lock makes every other try see it taken."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if conversation is None:
                 raise RequestRefused("not_found")
             if conversation.handoff_state != hs.QUEUED:
@@ -232,7 +235,7 @@ class CounsellorService:
 
     @staticmethod
     async def _lock_mine(tx: Transaction, staff: Staff, conversation_id: int) -> Conversation:
-        conversation = await tx.lock_conversation(conversation_id)
+        conversation = await self.conversations.lock(tx, conversation_id)
         if conversation is None:
             raise RequestRefused("not_found")
         if conversation.handoff_state != hs.COUNSELLOR or conversation.counsellor_id != str(staff.id):
@@ -253,14 +256,14 @@ class CounsellorService:
             # The same client_id again (a resend after a reconnect): stored once, answered with it.
             if message.client_id is None:
                 raise
-            stored = await self.store.message_by_client_id(message.conversation_id, message.client_id)
+            stored = await self.conversations.message_by_client_id(message.conversation_id, message.client_id)
             if stored is None:
                 raise
         return stored
 
     async def do_typing(self, staff: Staff, conversation_id: int, typing: bool) -> None:
         """The resident sees the counsellor typing (only in a conversation that is theirs)."""
-        conversation = await self.store.get_conversation(conversation_id)
+        conversation = await self.conversations.get(conversation_id)
         if (conversation is None or conversation.handoff_state != hs.COUNSELLOR
                 or conversation.counsellor_id != str(staff.id)):
             raise RequestRefused("not_yours")
@@ -277,7 +280,7 @@ class CounsellorService:
     async def do_close(self, staff: Staff, closing: Closing) -> None:
         """Close with topic tags (for statistics); the resident's next message goes to the bot."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(closing.conversation_id)
+            conversation = await self.conversations.lock(tx, closing.conversation_id)
             if conversation is None:
                 raise RequestRefused("not_found")
             queued = conversation.handoff_state == hs.QUEUED
@@ -306,7 +309,7 @@ class CounsellorService:
     async def do_requeue(self, conversation_id: int, counsellor_id: str) -> None:
         """A gone counsellor's chat back to the front of the queue."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if (conversation is None or conversation.handoff_state != hs.COUNSELLOR
                     or conversation.counsellor_id != counsellor_id):
                 return  # moved meanwhile (another process, or the counsellor came back and acted)
@@ -320,7 +323,7 @@ class CounsellorService:
         """Close a queued chat whose resident has said nothing since ``cutoff``; False if it moved
         or the resident wrote meanwhile."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if (conversation is None or conversation.handoff_state != hs.QUEUED
                     or conversation.last_activity_at >= cutoff):
                 return False  # picked up, left, or the resident wrote meanwhile
@@ -331,7 +334,7 @@ class CounsellorService:
         """A normal queued chat back with the bot, its resident told (nobody will come); False if it
         moved or became a crisis meanwhile."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await self.conversations.lock(tx, conversation_id)
             if (conversation is None or conversation.handoff_state != hs.QUEUED
                     or conversation.priority == "crisis"):
                 return False  # picked up, left, or escalated meanwhile

@@ -1,10 +1,11 @@
-"""Reading and writing conversations, messages and handoff transitions.
+"""The database's lanes and transactions (the queries live in the repositories beside this:
+``conversations.py``, ...).
 
-Every change happens inside ``Store.transaction()``. Events for the change
-are queued on the transaction with ``on_commit`` and sent only after the
-commit succeeded: a failed write emits nothing. Work done outside the
-database inside a transaction (the Redis queue) registers its undo with
-``on_rollback``.
+Every change happens inside a ``Transaction``: ``Store.transaction()`` (an ORM session) or
+``Store.run_write(work)`` (a plain function of a synchronous Connection, run whole in one go).
+Events for the change are queued on the transaction with ``on_commit`` and sent only after the
+commit succeeded: a failed write emits nothing. Work done outside the database inside a
+transaction (the Redis queue) registers its undo with ``on_rollback``.
 """
 
 from __future__ import annotations
@@ -14,22 +15,17 @@ import contextlib
 import contextvars
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from asyncpg.exceptions import (CannotConnectNowError, InterfaceError as AsyncpgInterfaceError,
                                  PostgresConnectionError)
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from .admin_models import MessageGuess
 from .db import READ_ONLY_OPTION, sqlite_thread_engine
 from ..errors import BackendUnavailable
-from .models import Conversation, HandoffTransition, Message, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +33,6 @@ DB_PING_TIMEOUT_SECS = 3.0
 
 Callback = Callable[[], Awaitable[Any]]
 T = TypeVar("T")
-
-_MESSAGES = Message.__table__
-_CONVERSATIONS = Conversation.__table__
-_GUESSES = MessageGuess.__table__
 
 # Set while this task is inside a write transaction (SQLite): a nested one is a bug.
 _IN_TRANSACTION: contextvars.ContextVar[bool] = contextvars.ContextVar("polku_in_transaction", default=False)
@@ -56,98 +48,11 @@ def _is_backend_failure(exc: BaseException) -> bool:
                             PostgresConnectionError, AsyncpgInterfaceError))
 
 
-def message_row(conversation_id: int, *, sender: str, text: str, created_at: datetime,
-                quick_replies: list[dict] | None = None, response_id: str | None = None,
-                intent: str | None = None, confidence: float | None = None, language: str | None = None,
-                client_id: str | None = None) -> dict[str, Any]:
-    """The column values of one message (everything but its id)."""
-    return {"conversation_id": conversation_id, "sender": sender, "text": text,
-            "quick_replies": quick_replies or None, "response_id": response_id or None, "intent": intent,
-            "confidence": confidence, "language": language, "client_id": client_id, "created_at": created_at}
-
-
-def new_message(conversation: Conversation, **fields: Any) -> Message:
-    """A message row of the conversation (not yet added to a session); it counts as activity."""
-    now = utcnow()
-    conversation.last_activity_at = now
-    return Message(**message_row(conversation.id, created_at=now, **fields))
-
-
-@dataclass(frozen=True)
-class TurnChanges:
-    """A conversation's new values after a bot turn (``topic`` None: unchanged)."""
-
-    at: datetime
-    language: str | None
-    dialogue_state: dict[str, Any]
-    topic: str | None
-
-    def apply(self, conversation: Conversation) -> None:
-        conversation.last_activity_at = self.at
-        conversation.language = self.language
-        conversation.dialogue_state = self.dialogue_state
-        conversation.topic = self.topic or conversation.topic
-
-
-# The resident message path's statements, built once: SQLAlchemy caches their
-# compiled form by a key it would otherwise compute again on every execution.
-_TURN_STATE = (select(_CONVERSATIONS.c.handoff_state, _CONVERSATIONS.c.dialogue_state,
-                      _CONVERSATIONS.c.last_activity_at)
-               .where(_CONVERSATIONS.c.id == bindparam("b_id")))
-_LOCK_STATE = (select(_CONVERSATIONS.c.handoff_state).where(_CONVERSATIONS.c.id == bindparam("b_id"))
-               .with_for_update())
-_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
-_TOUCH_CONVERSATION = (
-    update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("b_id"))
-    .values(last_activity_at=bindparam("b_at", type_=_CONVERSATIONS.c.last_activity_at.type),
-            language=bindparam("b_language", type_=_CONVERSATIONS.c.language.type),
-            dialogue_state=bindparam("b_state", type_=_CONVERSATIONS.c.dialogue_state.type),
-            topic=func.coalesce(bindparam("b_topic", type_=_CONVERSATIONS.c.topic.type),
-                                _CONVERSATIONS.c.topic)))
-_INSERT_GUESSES = insert(_GUESSES)
-
-
-def turn_state(conn: Connection, conversation_id: int) -> Row | None:
-    """(handoff_state, dialogue_state, last_activity_at) of the conversation."""
-    return conn.execute(_TURN_STATE, {"b_id": conversation_id}).one_or_none()
-
-
-def lock_state(conn: Connection, conversation_id: int) -> str | None:
-    """The conversation's handoff state, locked until commit on PostgreSQL
-    (SQLite locks the whole file); None when there is no such conversation."""
-    return conn.execute(_LOCK_STATE, {"b_id": conversation_id}).scalar_one_or_none()
-
-
-def insert_messages(conn: Connection, conversation_id: int, rows: list[dict[str, Any]],
-                    changes: TurnChanges, guesses: tuple[tuple[str, float], ...] = ()) -> list[Message]:
-    """Messages of one conversation, its new values and the first message's
-    guesses, in three SQL statements without the ORM (the resident message
-    path: the ORM's bookkeeping cost more CPU than the SQL). Returns the
-    messages with their ids, not attached to any session."""
-    ids = conn.execute(_INSERT_MESSAGES, rows).scalars().all()
-    conn.execute(_TOUCH_CONVERSATION, {"b_id": conversation_id, "b_at": changes.at,
-                                       "b_language": changes.language, "b_state": changes.dialogue_state,
-                                       "b_topic": changes.topic})
-    if guesses:
-        conn.execute(_INSERT_GUESSES, {"message_id": ids[0], "guesses": guess_list(guesses)})
-    return [Message(id=message_id, **row) for message_id, row in zip(ids, rows)]
-
-
-def guess_list(guesses: tuple[tuple[str, float], ...]) -> list[list]:
-    return [[name, round(conf, 4)] for name, conf in guesses]
-
-
-def add_guesses(session: Session | AsyncSession, message: Message,
-                guesses: tuple[tuple[str, float], ...]) -> None:
-    """The model's best guesses for a stored (flushed) resident message, for the admin inbox."""
-    if guesses:
-        session.add(MessageGuess(message_id=message.id, guesses=guess_list(guesses)))
-
-
 class Transaction:
     """One database transaction and what to do once it has committed (or not)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | None = None) -> None:
+        # None: a transaction of Store.run_write (its work has the Connection itself).
         self.session = session
         self._after_commit: list[Callback] = []
         self._after_rollback: list[Callback] = []
@@ -160,50 +65,22 @@ class Transaction:
         """Run ``callback`` if the transaction does not commit (undo outside the database)."""
         self._after_rollback.append(callback)
 
-    # --- changes ------------------------------------------------------------------
-
-    async def create_conversation(self, session_hash: str, language: str | None) -> Conversation:
-        now = utcnow()
-        conversation = Conversation(
-            session_hash=session_hash, created_at=now, last_activity_at=now, language=language,
-            handoff_state="bot", dialogue_state={}, priority="normal",
-        )
-        self.session.add(conversation)
-        await self.session.flush()
-        return conversation
-
-    async def lock_conversation(self, conversation_id: int) -> Conversation | None:
-        """The conversation, locked until commit on PostgreSQL (SQLite locks the whole file)."""
-        result = await self.session.execute(
-            select(Conversation).where(Conversation.id == conversation_id)
-            .with_for_update().execution_options(populate_existing=True))
-        return result.scalar_one_or_none()
-
-    async def add_message(self, conversation: Conversation, *, sender: str, text: str,
-                          quick_replies: list[dict] | None = None, response_id: str | None = None,
-                          intent: str | None = None, confidence: float | None = None,
-                          language: str | None = None, client_id: str | None = None) -> Message:
-        """Store one message (flushed: it has its id); a resent client_id fails here."""
-        message = new_message(conversation, sender=sender, text=text, quick_replies=quick_replies,
-                              response_id=response_id, intent=intent, confidence=confidence,
-                              language=language, client_id=client_id)
-        self.session.add(message)
-        await self.flush()
-        return message
-
-    def add_guesses(self, message: Message, guesses: tuple[tuple[str, float], ...]) -> None:
-        add_guesses(self.session, message, guesses)
-
     async def flush(self) -> None:
-        await self.session.flush()
+        """Send the session's pending changes (new rows get their ids); a constraint fails here."""
+        if self.session is not None:
+            await self.session.flush()
 
-    async def add_transition(self, conversation: Conversation, from_state: str, to_state: str,
-                             actor: str, reason: str | None, at: datetime) -> HandoffTransition:
-        row = HandoffTransition(conversation_id=conversation.id, from_state=from_state,
-                                to_state=to_state, actor=actor, reason=reason, at=at)
-        self.session.add(row)
-        await self.session.flush()
-        return row
+    async def committed(self) -> None:
+        """The transaction committed: its events go out, in order."""
+        await run_after_commit(self._after_commit)
+
+    async def rolled_back(self) -> None:
+        """The transaction did not commit: undo what was done outside the database, newest first."""
+        for undo in reversed(self._after_rollback):
+            try:
+                await undo()
+            except Exception as undo_exc:  # keep undoing the rest
+                log.error("undo after rollback failed: %s", type(undo_exc).__name__)
 
 
 async def run_after_commit(callbacks: list[Callback]) -> None:
@@ -236,6 +113,9 @@ class Store:
         self._thread: ThreadPoolExecutor | None = None
         self._thread_engine: Engine | None = None
         self._thread_read_engine: Engine | None = None
+        # Reads outside the thread lane: on PostgreSQL without BEGIN and COMMIT (a round trip each).
+        self._autocommit_engine = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                                   if engine.dialect.name == "postgresql" else engine)
 
     def _lane(self) -> ThreadPoolExecutor:
         if self._thread is None:
@@ -258,26 +138,48 @@ class Store:
         with engine.begin() as conn:
             return work(conn)
 
-    async def run_write(self, work: Callable[[Connection], T]) -> T:
-        """One write transaction as a plain function of a (synchronous) Connection.
+    @staticmethod
+    def _read(engine: Engine, work: Callable[[Connection], T]) -> T:
+        # Read, then roll back: a read has nothing to commit.
+        with engine.connect() as conn:
+            return work(conn)
+
+    async def run_write(self, work: Callable[[Connection, Transaction], T]) -> T:
+        """One write transaction as a plain function of a (synchronous) Connection and of the
+        Transaction on which it queues the change's events (``on_commit``), sent after the commit
+        as with ``transaction()``.
 
         On SQLite ``work`` runs whole in the database thread: one trip for the
         transaction instead of one per driver call. On PostgreSQL it runs in
         ``AsyncConnection.run_sync`` (asyncpg awaits each statement). ``work``
-        must not await; events go out after this returns (the commit is done)."""
-        async with self._writer_turn():
-            return await self._run(work, read_only=False)
+        must not await."""
+        tx = Transaction()
+        try:
+            async with self._writer_turn():
+                result = await self._run(lambda conn: work(conn, tx), read_only=False)
+        except BaseException:
+            await tx.rolled_back()
+            raise
+        await tx.committed()
+        return result
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
-        """``run_write`` for reads: on SQLite a deferred transaction that takes no lock."""
+        """A read as a plain function of a Connection, with nothing to commit: on SQLite a deferred
+        transaction that takes no lock, rolled back; on PostgreSQL no transaction at all (one
+        statement's own snapshot: no BEGIN and COMMIT around it)."""
         return await self._run(work, read_only=True)
 
     async def _run(self, work: Callable[[Connection], T], *, read_only: bool) -> T:
         try:
             if self._thread_lane:
                 lane = self._lane()
-                engine = self._thread_read_engine if read_only else self._thread_engine
-                return await asyncio.get_running_loop().run_in_executor(lane, self._whole, engine, work)
+                if read_only:
+                    return await asyncio.get_running_loop().run_in_executor(
+                        lane, self._read, self._thread_read_engine, work)
+                return await asyncio.get_running_loop().run_in_executor(lane, self._whole, self._thread_engine, work)
+            if read_only:
+                async with self._autocommit_engine.connect() as conn:
+                    return await conn.run_sync(work)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         except BaseException as exc:
@@ -309,15 +211,11 @@ class Store:
                 yield tx
         except BaseException as exc:
             if tx is not None:
-                for undo in reversed(tx._after_rollback):
-                    try:
-                        await undo()
-                    except Exception as undo_exc:  # keep undoing the rest
-                        log.error("undo after rollback failed: %s", type(undo_exc).__name__)
+                await tx.rolled_back()
             if _is_backend_failure(exc):
                 raise BackendUnavailable("database", exc) from exc
             raise
-        await run_after_commit(tx._after_commit)
+        await tx.committed()
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -331,51 +229,6 @@ class Store:
                 raise BackendUnavailable("database", exc) from exc
             raise
 
-    # --- reads ----------------------------------------------------------------------
-
-    async def find_conversation(self, session_hash: str) -> Conversation | None:
-        async with self.reading() as session:
-            result = await session.execute(
-                select(Conversation).where(Conversation.session_hash == session_hash))
-            return result.scalar_one_or_none()
-
-    async def get_conversation(self, conversation_id: int) -> Conversation | None:
-        async with self.reading() as session:
-            return await session.get(Conversation, conversation_id)
-
-    async def turn_state(self, conversation_id: int) -> Row | None:
-        """What answering a resident's message needs to know first (see ``turn_state``)."""
-        return await self.run_read(lambda conn: turn_state(conn, conversation_id))
-
-    async def message_by_client_id(self, conversation_id: int, client_id: str) -> Message | None:
-        async with self.reading() as session:
-            result = await session.execute(select(Message).where(
-                Message.conversation_id == conversation_id, Message.client_id == client_id))
-            return result.scalar_one_or_none()
-
-    async def history(self, conversation_id: int, limit: int) -> list[Message]:
-        """The newest ``limit`` messages of the conversation, oldest first."""
-        async with self.reading() as session:
-            result = await session.execute(
-                select(Message).where(Message.conversation_id == conversation_id)
-                .order_by(Message.id.desc()).limit(limit))
-            return list(reversed(result.scalars().all()))
-
-    async def transitions(self, conversation_id: int) -> list[HandoffTransition]:
-        async with self.reading() as session:
-            result = await session.execute(
-                select(HandoffTransition).where(HandoffTransition.conversation_id == conversation_id)
-                .order_by(HandoffTransition.id))
-            return list(result.scalars().all())
-
-    async def queued(self) -> list[tuple[int, str, datetime]]:
-        """(id, priority, queued at) of every queued conversation, to restore the queue."""
-        async with self.reading() as session:
-            result = await session.execute(
-                select(Conversation.id, Conversation.priority, Conversation.queued_at)
-                .where(Conversation.handoff_state == "queued"))
-            return [(cid, priority, at or utcnow()) for cid, priority, at in result.all()]
-
     async def ping(self) -> None:
         """Raise BackendUnavailable unless the database answers quickly."""
         try:
@@ -387,6 +240,3 @@ class Store:
         except Exception as exc:
             raise BackendUnavailable("database", exc) from exc
 
-
-def is_expired(conversation: Conversation | Row, ttl_hours: float, now: datetime | None = None) -> bool:
-    return (now or utcnow()) - conversation.last_activity_at > timedelta(hours=ttl_hours)

@@ -214,7 +214,7 @@ async def picked_up_resident(connect, server: RunningServer, counsellor):
 
 
 async def conversation_id_of(server: RunningServer, resident) -> int:
-    from chat_server.sessions import hash_session_id
+    from chat_server.resident.sessions import hash_session_id
 
     rows = await server.sql("SELECT id FROM conversations WHERE session_hash = :h",
                             h=hash_session_id(resident.session_id))

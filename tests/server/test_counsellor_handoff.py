@@ -319,7 +319,7 @@ async def test_a_queued_resident_silent_too_long_is_closed_and_leaves_the_queue(
     hours = server.settings.queue_abandon_hours
     assert hours > 0
     async with server.server.store.transaction() as tx:
-        conversation = await tx.lock_conversation(silent_id)
+        conversation = await server.server.conversations.lock(tx, silent_id)
         conversation.last_activity_at = utcnow() - timedelta(hours=hours, minutes=1)
     await server.server.counsellor_sweeps.sweep_abandoned()
     assert await server.sql("SELECT handoff_state FROM conversations WHERE id IN (:a, :b) ORDER BY id",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat_server.messages import ERROR_TEXTS
-from chat_server.sessions import mint_session_id
+from chat_server.resident.protocol import ERROR_TEXTS
+from chat_server.resident.sessions import mint_session_id
 
 
 

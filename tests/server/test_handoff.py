@@ -14,7 +14,7 @@ from chat_server.errors import IllegalTransition
 from chat_server.events import HandoffView
 from chat_server.queue import MemoryQueue, RedisQueue
 from chat_server.redis_backend import create_redis
-from chat_server.sessions import hash_session_id, mint_session_id
+from chat_server.resident.sessions import hash_session_id, mint_session_id
 
 from .helpers import OWN_BOT, FakeBot
 
@@ -47,7 +47,7 @@ def test_actor_must_be_named(actor):
 
 
 async def _conversation(server, tx):
-    return await tx.create_conversation(hash_session_id(mint_session_id()), "fi")
+    return await server.conversations.create(tx, hash_session_id(mint_session_id()), "fi")
 
 
 async def test_transition_records_actor_and_time_and_rejects_illegal_moves(launch, backend_settings):
@@ -59,7 +59,7 @@ async def test_transition_records_actor_and_time_and_rejects_illegal_moves(launc
 
     before = datetime.now(timezone.utc) - timedelta(seconds=1)
     async with srv.store.transaction() as tx:
-        conv = await tx.lock_conversation(cid)
+        conv = await srv.conversations.lock(tx, cid)
         view = await srv.handoff.transition(tx, conv, hs.QUEUED, actor="bot", reason="crisis",
                                             priority="crisis", topic="housing_problem")
     assert view == HandoffView(hs.UNAVAILABLE, position=1)  # nobody online
@@ -67,23 +67,23 @@ async def test_transition_records_actor_and_time_and_rejects_illegal_moves(launc
 
     with pytest.raises(IllegalTransition):
         async with srv.store.transaction() as tx:
-            conv = await tx.lock_conversation(cid)
+            conv = await srv.conversations.lock(tx, cid)
             await srv.handoff.transition(tx, conv, hs.CLOSED, actor="resident")
     async with srv.store.transaction() as tx:
-        conv = await tx.lock_conversation(cid)
+        conv = await srv.conversations.lock(tx, cid)
         await srv.handoff.transition(tx, conv, hs.COUNSELLOR, actor="counsellor:anna")
     async with srv.store.transaction() as tx:
-        conv = await tx.lock_conversation(cid)
+        conv = await srv.conversations.lock(tx, cid)
         await srv.handoff.transition(tx, conv, hs.CLOSED, actor="counsellor:anna", reason="done")
 
-    rows = await srv.store.transitions(cid)
+    rows = await srv.conversations.transitions(cid)
     assert [(r.from_state, r.to_state, r.actor, r.reason) for r in rows] == [
         ("bot", "queued", "bot", "crisis"),
         ("queued", "counsellor", "counsellor:anna", None),
         ("counsellor", "closed", "counsellor:anna", "done"),
     ]
     assert all(before <= r.at <= datetime.now(timezone.utc) for r in rows)
-    final = await srv.store.get_conversation(cid)
+    final = await srv.conversations.get(cid)
     assert final.handoff_state == hs.CLOSED and final.counsellor_id is None
     assert await srv.queue.position(cid) is None
     # Each move told the resident: unavailable (crisis), joined, closed.
@@ -98,12 +98,12 @@ async def test_failed_commit_undoes_the_queue(launch, backend_settings):
         cid = (await _conversation(srv, tx)).id
     with pytest.raises(RuntimeError):
         async with srv.store.transaction() as tx:
-            conv = await tx.lock_conversation(cid)
+            conv = await srv.conversations.lock(tx, cid)
             await srv.handoff.transition(tx, conv, hs.QUEUED, actor="bot")
             raise RuntimeError("the commit fails")
     assert await srv.queue.position(cid) is None
-    assert (await srv.store.get_conversation(cid)).handoff_state == hs.BOT
-    assert await srv.store.transitions(cid) == []
+    assert (await srv.conversations.get(cid)).handoff_state == hs.BOT
+    assert await srv.conversations.transitions(cid) == []
 
 
 async def test_handoff_when_nobody_is_online(server, resident):

@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from chat_server import resident as resident_module
-from chat_server.sessions import hash_session_id, mint_session_id
+from chat_server.resident import service as resident_service
+from chat_server.resident.sessions import hash_session_id, mint_session_id
 
 from .helpers import OWN_BOT
 
@@ -97,7 +97,7 @@ async def test_an_unwritten_session_expires_with_the_ttl_from_its_minting(server
 
 
 async def test_an_id_minted_under_another_key_is_not_resumed(server, connect):
-    from chat_server.sessions import SessionIds
+    from chat_server.resident.sessions import SessionIds
 
     forged = SessionIds(b"not the installation's key 12345").mint()
     client = await connect(server)
@@ -164,7 +164,7 @@ async def test_message_is_stored_redacted_before_it_is_acked(server, resident):
     # The ack arrived: the message is already in the database, redacted.
     rows = await server.sql("SELECT sender, text, client_id, intent FROM messages WHERE id = :id",
                             id=ack["message_id"])
-    # (Rasa is closed here: unread, not "not understood", chat_server.resident.NLU_UNAVAILABLE_INTENT.)
+    # (Rasa is closed here: unread, not "not understood", chat_server.store.conversations.NLU_UNAVAILABLE_INTENT.)
     assert rows == [("resident", "Numeroni on [PHONE] ja posti [EMAIL]", client_id, "nlu_unavailable")]
     dump = " ".join(str(r) for r in await server.sql("SELECT * FROM messages"))
     assert "1234567" not in dump and "maija@example.fi" not in dump
@@ -187,7 +187,7 @@ async def test_answer_has_rasa_shape_and_is_stored(server, resident):
 async def test_a_quick_answer_comes_without_a_typing_indicator(resident):
     await resident.ack(await resident.say("moi"))
     await resident.next("bot_uttered")  # Rasa refuses at once: the answer is quick
-    await asyncio.sleep(resident_module.BOT_TYPING_DELAY_SECS + 0.2)
+    await asyncio.sleep(resident_service.BOT_TYPING_DELAY_SECS + 0.2)
     assert resident.pending("typing") == []
 
 
@@ -248,7 +248,7 @@ async def test_a_chat_queued_while_the_bot_thinks_gets_no_bot_answer(launch, bac
     await asyncio.wait_for(bot.thinking.wait(), 10)
     [(conversation_id,)] = await server.sql("SELECT id FROM conversations")
     async with server.server.store.transaction() as tx:
-        conversation = await tx.lock_conversation(conversation_id)
+        conversation = await server.server.conversations.lock(tx, conversation_id)
         conversation.handoff_state = "queued"
     bot.go.set()
     ack = await resident.ack(client_id)

@@ -90,7 +90,7 @@ async def test_the_keeper_removes_a_stray_only_when_seen_twice(launch, postgres_
 
     async def on_restored(added):
         restored.append(added)
-    keeper = QueueKeeper(queue, server.server.store.queued, on_restored, full_check_secs=0)
+    keeper = QueueKeeper(queue, server.server.conversations.queued, on_restored, full_check_secs=0)
     # Left behind by a process killed between its Redis write and its commit.
     client = redis_lib.Redis.from_url(redis_url)
     client.zadd(postgres_settings["POLKU_REDIS_PREFIX"] + "queue", {"999999": 1})

@@ -11,8 +11,8 @@ from bot.types import LANGUAGES
 from chat_server import ratelimit
 from chat_server.store import db
 from chat_server.errors import ERROR_CODES, ConfigurationError, RateLimited
-from chat_server.messages import ERROR_TEXTS, error_text
-from chat_server.sessions import hash_session_id, looks_like_session_id, mint_session_id
+from chat_server.resident.protocol import ERROR_TEXTS, error_text
+from chat_server.resident.sessions import hash_session_id, looks_like_session_id, mint_session_id
 
 
 

@@ -31,7 +31,7 @@ from bot.language import detect_language, language_scores
 from bot.normalize import fold
 from bot.safety import crisis_check
 from chat_server.admin import checks, similarity
-from chat_server.resident import check_user_uttered
+from chat_server.resident.protocol import check_user_uttered
 
 MAX_CHARS = 2000
 LIMIT_SECS = 0.025

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...errors import ConversationActive
 from ..admin_models import InboxDecision, KeptExample, RetentionRun
+from ..conversations import Conversations
 from ..core import Store
 from ..models import Conversation, HandoffTransition, Message, utcnow
 from ..staff_models import AuditRecord
@@ -87,7 +88,7 @@ class RetentionRepository:
         examples from it; None when there is no such conversation. ConversationActive when
         it is in one of ``active_states``."""
         async with self.store.transaction() as tx:
-            conversation = await tx.lock_conversation(conversation_id)
+            conversation = await Conversations(self.store).lock(tx, conversation_id)
             if conversation is None:
                 return None
             if conversation.handoff_state in active_states:
