@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .context import SERVER_KEY
+from .context import SERVER_KEY, ServerContext
 from .errors import BackendUnavailable
 from .ratelimit import client_address
 from .staff.web import current_staff
@@ -38,7 +38,7 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-async def _check_database(server: Any) -> tuple[str, str | None]:
+async def _check_database(server: ServerContext) -> tuple[str, str | None]:
     try:
         await server.store.ping()
         return "ok", None
@@ -46,7 +46,7 @@ async def _check_database(server: Any) -> tuple[str, str | None]:
         return "error", exc.detail
 
 
-async def _check_redis(server: Any) -> tuple[str, str | None]:
+async def _check_redis(server: ServerContext) -> tuple[str, str | None]:
     if server.redis is None:
         return "not configured", None
     try:
@@ -71,7 +71,7 @@ async def _check_one_rasa(session: aiohttp.ClientSession, base: str,
         return type(exc).__name__
 
 
-async def _check_rasa(server: Any) -> tuple[str, str | None]:
+async def _check_rasa(server: ServerContext) -> tuple[str, str | None]:
     """"ok" when every Rasa server of POLKU_RASA_URL answers; the detail names the
     ones that do not (the bot's parses go to the others meanwhile)."""
     urls = server.settings.rasa_urls

@@ -233,8 +233,7 @@ class CounsellorService:
         log.info("conversation %s picked up by staff %s", conversation_id, staff.id)
         return conversation
 
-    @staticmethod
-    async def _lock_mine(tx: Transaction, staff: Staff, conversation_id: int) -> Conversation:
+    async def _lock_mine(self, tx: Transaction, staff: Staff, conversation_id: int) -> Conversation:
         conversation = await self.conversations.lock(tx, conversation_id)
         if conversation is None:
             raise RequestRefused("not_found")
