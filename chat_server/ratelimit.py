@@ -50,6 +50,24 @@ return 1
 """
 
 
+# The same for several windows in one call, in order, stopping at the first full one
+# (whose index, from 1, it returns; 0: all admitted). ARGV: now, window, then a limit
+# and a member per key.
+_SLIDING_WINDOWS_LUA = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[1 + 2 * i]) then
+    return i
+  end
+  redis.call('ZADD', KEYS[i], now, ARGV[2 + 2 * i])
+  redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
+end
+return 0
+"""
+
+
 def _key(kind: str, value: str) -> str:
     return kind + ":" + hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()[:32]
 
@@ -62,6 +80,10 @@ def address_key(kind: str, address: str) -> str:
 class Counter(Protocol):
     async def hit(self, key: str, limit: int) -> bool:
         """Count one hit; False (and not counted) when the window is full."""
+
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
+        """``hit`` for each (key, limit) in order, stopping at the first refused:
+        its index, or None when every one was admitted (one round trip in Redis)."""
 
 
 class MemoryCounter:
@@ -81,6 +103,12 @@ class MemoryCounter:
             self._prune(now)
         return True
 
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
+        for index, (key, limit) in enumerate(hits):
+            if not await self.hit(key, limit):
+                return index
+        return None
+
     def _prune(self, now: float) -> None:
         self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self._window_secs}
 
@@ -90,6 +118,7 @@ class RedisCounter:
         self._prefix = f"{prefix}rate:"
         self._window_secs = window_secs
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
+        self._scripts = redis.register_script(_SLIDING_WINDOWS_LUA)
 
     async def hit(self, key: str, limit: int) -> bool:
         async with redis_errors():
@@ -97,6 +126,14 @@ class RedisCounter:
                 keys=[self._prefix + key],
                 args=[time.time(), self._window_secs, limit, uuid.uuid4().hex])
         return bool(admitted)
+
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
+        args: list = [time.time(), self._window_secs]
+        for _, limit in hits:
+            args += [limit, uuid.uuid4().hex]
+        async with redis_errors():
+            refused = await self._scripts(keys=[self._prefix + key for key, _ in hits], args=args)
+        return int(refused) - 1 if int(refused) else None
 
 
 class RateLimits:
@@ -114,6 +151,13 @@ class RateLimits:
     async def check_session(self, session_hash: str, client_id: str | None = None) -> None:
         if not await self._counter.hit(_key("session", session_hash), self._per_session):
             raise RateLimited("session", client_id=client_id)
+
+    async def check_message(self, address: str, session_hash: str, client_id: str | None = None) -> None:
+        """``check_address`` then ``check_session`` (a session's message), in one round trip."""
+        refused = await self._counter.hit_all([(_key("address", address), self._per_address),
+                                               (_key("session", session_hash), self._per_session)])
+        if refused is not None:
+            raise RateLimited("address" if refused == 0 else "session", client_id=client_id)
 
 
 # --- Open sockets per address --------------------------------------------------------
