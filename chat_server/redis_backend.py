@@ -172,7 +172,7 @@ class SocketIORedisManager(socketio.AsyncRedisManager, DirectDelivery):
     async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None,
                    **kwargs):
         room = to or room
-        if (not kwargs.get("ignore_queue") and callback is None and room is not None
+        if (not kwargs.get("ignore_queue") and callback is None and isinstance(room, str)
                 and self.is_connected(room, namespace or "/")):
             # One socket of this process: no other process has it, nothing to publish.
             return await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
