@@ -80,3 +80,13 @@ def test_chat_benchmark_runs_the_production_configurations():
     for name in ("ours (1 process, PostgreSQL + Redis)", "ours (2 processes, PostgreSQL + Redis)"):
         row = re.search(re.escape(name) + r"\s+4\s+\d+\s+(\d+)\s+[\d.]+(\s+[\d.]+){4}\s+0\s+0\s+[\d.]+", out.stdout)
         assert row and int(row.group(1)) > 0, out.stdout
+
+
+def test_roundtrips_counts_a_bot_turn_on_both_backends():
+    """`./polku bench roundtrips` runs; a bot turn's events leave a process in one PUBLISH."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "roundtrips", "--messages", "2", "--no-reference"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    bot_turn = out.stdout.split("== resident message, bot answers", 1)[1].split("\n== ", 1)[0]
+    assert re.search(r"sqlite\s+2 messages", bot_turn) and re.search(r"postgresql\s+2 messages", bot_turn), bot_turn
+    assert re.search(r"PostgreSQL round trips \d+", bot_turn) and "PUBLISH 1 " in bot_turn, bot_turn
