@@ -1,4 +1,4 @@
-"""python -m benchmarks [parse|chat|handoff|adversarial|fuzz] ..."""
+"""python -m benchmarks [parse|chat|roundtrips|handoff|adversarial|fuzz] ..."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ def main() -> None:
     c = sub.add_parser("chat", help="chat load: many Socket.IO residents, ours beside stock `rasa run` socketio")
     from .chat import add_arguments as chat_arguments
     chat_arguments(c)
+    r = sub.add_parser("roundtrips", help="database and Redis round trips per message, counted inside the server")
+    from .roundtrips import add_arguments as roundtrips_arguments
+    roundtrips_arguments(r)
     h = sub.add_parser("handoff", help="counsellor -> resident latency across processes; the pick-up race")
     from .handoff import add_arguments as handoff_arguments
     handoff_arguments(h)
@@ -25,7 +28,7 @@ def main() -> None:
     from .fuzz import add_arguments as fuzz_arguments
     fuzz_arguments(f)
     args = parser.parse_args()
-    names = [args.name] if args.name else ["parse", "chat", "handoff", "adversarial", "fuzz"]
+    names = [args.name] if args.name else ["parse", "chat", "roundtrips", "handoff", "adversarial", "fuzz"]
     for name in names:
         if name != args.name:
             args = parser.parse_args([name])

@@ -36,7 +36,8 @@ from .events import Events
 from .frames import GuardedAsyncServer, GuardedWebSocket
 from .handoff import Handoff
 from .presence import MemoryPresence, Presence, RedisPresence
-from .queue import HandoffQueue, MemoryQueue, MemoryTold, QueueKeeper, RedisQueue, RedisTold
+from .queue import HandoffQueue, MemoryQueue, MemoryTold
+from .queue_redis import QueueKeeper, RedisQueue, RedisTold
 from .ratelimit import (MemoryCounter, MemorySocketCounter, RateLimits, RedisCounter, RedisSocketCounter,
                         parse_trusted_proxies)
 from .redis_backend import FallbackCounter, SocketIORedisManager, create_redis

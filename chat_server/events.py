@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 from .store.models import Message
 
@@ -95,6 +97,38 @@ def console_message_payload(message: Message, counsellor_name: str | None = None
     body = history_message_payload(message)
     body["counsellor_name"] = counsellor_name if message.sender == "counsellor" else None
     return body
+
+
+class DirectDelivery(socketio.AsyncManager):
+    """python-socketio's manager, delivering an event to this process's sockets one after
+    the other instead of in a task per recipient awaited together.
+
+    The socket's send only queues the packet (its writer task sends it), so nothing waits
+    longer; but the library's ``asyncio.wait`` yields to the event loop on every emit,
+    which costs a task and a loop turn each, and lets Redis publish a turn's events one
+    by one (redis_backend.SocketIORedisManager batches what is emitted without a yield)."""
+
+    async def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):
+        room = to or room
+        if callback is not None or namespace not in self.rooms:
+            return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback,
+                                      **kwargs)
+        if not isinstance(skip_sid, list):
+            skip_sid = [skip_sid]
+        recipients = [eio_sid for sid, eio_sid in self.get_participants(namespace, room) if sid not in skip_sid]
+        if not recipients:
+            return
+        # As the library builds it: tuples are several arguments, anything else one.
+        args = list(data) if isinstance(data, tuple) else ([data] if data is not None else [])
+        encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event] + args).encode()
+        packets = [eio_packet.Packet(eio_packet.MESSAGE, p)
+                   for p in (encoded if isinstance(encoded, list) else [encoded])]
+        for eio_sid in recipients:
+            for pkt in packets:
+                try:
+                    await self.server._send_eio_packet(eio_sid, pkt)
+                except Exception as exc:  # that socket is closing; the others still get it
+                    log.debug("event not delivered to a closing socket: %s", type(exc).__name__)
 
 
 class Events:

@@ -42,6 +42,8 @@ from engineio import payload as engineio_payload
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from socketio import packet as sio_packet
 
+from .events import DirectDelivery
+
 log = logging.getLogger(__name__)
 
 # A connection that sent this many malformed frames is closed (a real client sends none).
@@ -192,6 +194,8 @@ class GuardedAsyncServer(socketio.AsyncServer):
     """python-socketio's server, checking every Socket.IO packet before it is dispatched."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("client_manager") is None:
+            kwargs["client_manager"] = DirectDelivery()  # events.py: one process, no Redis
         super().__init__(*args, **kwargs)
         self.frame_stats = FrameStats()
         self.eio.polku_frame_stats = self.frame_stats

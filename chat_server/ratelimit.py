@@ -49,21 +49,22 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000))
 return 1
 """
 
-# The hits of one message (its address's, then its session's) in one round trip: counted in
-# order until one is refused (its index back, 0-based; -1 when every one was counted).
+
+# The same for several windows in one call, in order, stopping at the first full one
+# (whose index, from 1, it returns; 0: all admitted). ARGV: now, window, then a limit
+# and a member per key.
 _SLIDING_WINDOWS_LUA = """
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[3 + i])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= limit then
-    return i - 1
+  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[1 + 2 * i]) then
+    return i
   end
-  redis.call('ZADD', KEYS[i], now, ARGV[3])
+  redis.call('ZADD', KEYS[i], now, ARGV[2 + 2 * i])
   redis.call('PEXPIRE', KEYS[i], math.ceil(window * 1000))
 end
-return -1
+return 0
 """
 
 
@@ -80,8 +81,9 @@ class Counter(Protocol):
     async def hit(self, key: str, limit: int) -> bool:
         """Count one hit; False (and not counted) when the window is full."""
 
-    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
-        """Count (key, limit) hits in order until one is refused: its index, or -1 (all counted)."""
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
+        """``hit`` for each (key, limit) in order, stopping at the first refused:
+        its index, or None when every one was admitted (one round trip in Redis)."""
 
 
 class MemoryCounter:
@@ -101,11 +103,11 @@ class MemoryCounter:
             self._prune(now)
         return True
 
-    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
         for index, (key, limit) in enumerate(hits):
             if not await self.hit(key, limit):
                 return index
-        return -1
+        return None
 
     def _prune(self, now: float) -> None:
         self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self._window_secs}
@@ -125,12 +127,13 @@ class RedisCounter:
                 args=[time.time(), self._window_secs, limit, uuid.uuid4().hex])
         return bool(admitted)
 
-    async def hit_each(self, hits: Sequence[tuple[str, int]]) -> int:
+    async def hit_all(self, hits: Sequence[tuple[str, int]]) -> int | None:
+        args: list = [time.time(), self._window_secs]
+        for _, limit in hits:
+            args += [limit, uuid.uuid4().hex]
         async with redis_errors():
-            refused = await self._scripts(
-                keys=[self._prefix + key for key, _ in hits],
-                args=[time.time(), self._window_secs, uuid.uuid4().hex, *(limit for _, limit in hits)])
-        return int(refused)
+            refused = await self._scripts(keys=[self._prefix + key for key, _ in hits], args=args)
+        return int(refused) - 1 if int(refused) else None
 
 
 class RateLimits:
@@ -150,10 +153,10 @@ class RateLimits:
             raise RateLimited("session", client_id=client_id)
 
     async def check_message(self, address: str, session_hash: str, client_id: str | None = None) -> None:
-        """check_address then check_session, in one go (one Redis round trip)."""
-        refused = await self._counter.hit_each(((_key("address", address), self._per_address),
-                                                (_key("session", session_hash), self._per_session)))
-        if refused >= 0:
+        """``check_address`` then ``check_session`` (a session's message), in one round trip."""
+        refused = await self._counter.hit_all([(_key("address", address), self._per_address),
+                                               (_key("session", session_hash), self._per_session)])
+        if refused is not None:
             raise RateLimited("address" if refused == 0 else "session", client_id=client_id)
 
 

@@ -5,7 +5,7 @@ Redis keeps nothing on disk here, and may be away for a while. While it is:
 rate limits count in this process's memory (``FallbackCounter``), events
 reach the sockets of this process directly (``SocketIORedisManager``: only
 the other processes miss them), and when it is back the queue is restored
-from the database (``queue.QueueKeeper``). ``RedisDown`` remembers a recent
+from the database (``queue_redis.QueueKeeper``). ``RedisDown`` remembers a recent
 failure for a moment, so that a dead Redis costs each call nothing instead
 of a connection attempt and its retries.
 """
@@ -27,6 +27,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from .errors import BackendUnavailable
+from .events import DirectDelivery
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ RESUBSCRIBE_SECS = 0.5
 _PROBE_INTERVAL_SECS = 0.05
 REDIS_RETRIES = 2
 REDIS_RETRY_BACKOFF_CAP_SECS = 0.2
+# At most this many events in one published message (more wait for the next one).
+PUBLISH_BATCH_MAX = 200
 
 
 def _retry() -> Retry:
@@ -105,16 +108,15 @@ class FallbackCounter:
         self._warned = False
 
     async def hit(self, key: str, limit: int) -> bool:
-        return await self._hit("hit", key, limit)
+        return await self._either("hit", key, limit)
 
-    async def hit_each(self, hits) -> int:
-        """Counter.hit_each (ratelimit.py): several hits in one round trip."""
-        return await self._hit("hit_each", hits)
+    async def hit_all(self, hits) -> int | None:
+        return await self._either("hit_all", hits)
 
-    async def _hit(self, method: str, *args):
+    async def _either(self, method: str, *args):
         if not self._down:
             try:
-                result = await getattr(self._redis, method)(*args)
+                answer = await getattr(self._redis, method)(*args)
             except BackendUnavailable:
                 self._down.failed()
                 if not self._warned:
@@ -125,20 +127,29 @@ class FallbackCounter:
                     log.info("Redis is back: rate limits are shared again")
                     self._warned = False
                 self._down.worked()
-                return result
+                return answer
         return await getattr(self._memory, method)(*args)
 
 
-class SocketIORedisManager(socketio.AsyncRedisManager):
-    """python-socketio's Redis manager that can tell when its subscription is live.
+class SocketIORedisManager(socketio.AsyncRedisManager, DirectDelivery):
+    """python-socketio's Redis manager that can tell when its subscription is live,
+    and that publishes only what other processes need, batched.
 
     Until the manager has subscribed to the channel, events that other
     processes publish are lost; ``wait_subscribed`` lets startup (and tests
     with several processes) wait for it by publishing a probe and waiting to
     hear it back.
+
+    python-socketio publishes every emit, one PUBLISH each (and every process,
+    this one too, then reads and decodes it). Here an emit to a socket of this
+    process is not published at all (a socket id lives in one process only),
+    and the emits made in one turn of the event loop (a bot turn's: the ack,
+    the answer, the consoles' copies) go out as one message (``_BATCH_METHOD``),
+    in order; this process skips its own messages without decoding them.
     """
 
     _PROBE_METHOD = "polku_probe"
+    _BATCH_METHOD = "polku_batch"
 
     def __init__(self, url: str, channel: str) -> None:
         # No socket_timeout here: the listener blocks on the subscription for as
@@ -154,8 +165,45 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
         # Called (no arguments, awaited) each time the subscription is made
         # again after it was lost: Redis is back (maybe empty).
         self.on_resubscribed: list = []
+        self._outbox: list[dict] = []
+        self._flusher: asyncio.Task | None = None
+        self._own_prefix = b""  # how this process's batches begin (set once host_id is final)
+
+    async def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None,
+                   **kwargs):
+        room = to or room
+        if (not kwargs.get("ignore_queue") and callback is None and isinstance(room, str)
+                and self.is_connected(room, namespace or "/")):
+            # One socket of this process: no other process has it, nothing to publish.
+            return await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
+                                      ignore_queue=True)
+        return await super().emit(event, data, namespace=namespace, room=room, skip_sid=skip_sid,
+                                  callback=callback, **kwargs)
 
     async def _publish(self, data):
+        """Queue ``data`` for the next published batch: everything queued before the
+        flusher runs (the rest of this turn of the loop) goes out in one message."""
+        self._outbox.append(data)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox[:PUBLISH_BATCH_MAX], self._outbox[PUBLISH_BATCH_MAX:]
+            if len(batch) == 1:
+                await self._publish_now(batch[0])  # as python-socketio publishes it
+            else:
+                # host_id first: the receiving side recognises its own batches by their first bytes.
+                await self._publish_now({"host_id": self.host_id, "method": self._BATCH_METHOD,
+                                         "messages": batch})
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is published (or given up)."""
+        while self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
+
+    async def _publish_now(self, data):
         """Publish once, on the same client (redis-py reconnects it by itself).
 
         The base class retries on a new client each time and logs an ERROR per
@@ -239,7 +287,21 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
                 await client.aclose()
 
     async def _listen(self):
+        if not self._own_prefix:
+            self._own_prefix = self.json.dumps({"host_id": self.host_id})[:-1].encode()
+        batch = self._BATCH_METHOD.encode()
         async for data in super()._listen():
+            if isinstance(data, bytes) and data.startswith(self._own_prefix):
+                continue  # a batch of this process's own, already delivered here
+            if isinstance(data, bytes) and batch in data[:200]:
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    message = self.json.loads(data)
+                    if message.get("method") == self._BATCH_METHOD:
+                        if message.get("host_id") != self.host_id:
+                            for inner in message.get("messages") or ():
+                                if isinstance(inner, dict):
+                                    yield inner  # the base class takes a dict as it is
+                        continue
             if isinstance(data, bytes) and self._PROBE_METHOD.encode() in data:
                 with contextlib.suppress(ValueError):
                     if json.loads(data).get("token") == self._probe_token:
@@ -250,12 +312,13 @@ class SocketIORedisManager(socketio.AsyncRedisManager):
         deadline = time.monotonic() + timeout_secs
         while not self._heard_probe and time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                await self._publish({"method": self._PROBE_METHOD, "host_id": self.host_id,
-                                     "token": self._probe_token})
+                await self._publish_now({"method": self._PROBE_METHOD, "host_id": self.host_id,
+                                         "token": self._probe_token})
             await asyncio.sleep(_PROBE_INTERVAL_SECS)
         return self._heard_probe
 
     async def close(self) -> None:
+        await self.flush()
         thread = getattr(self, "thread", None)
         if thread is not None:
             thread.cancel()

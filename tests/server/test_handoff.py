@@ -12,7 +12,8 @@ import pytest
 from chat_server import handoff as hs
 from chat_server.errors import IllegalTransition
 from chat_server.events import HandoffView
-from chat_server.queue import MemoryQueue, RedisQueue
+from chat_server.queue import MemoryQueue
+from chat_server.queue_redis import RedisQueue
 from chat_server.redis_backend import create_redis
 from chat_server.resident.sessions import hash_session_id, mint_session_id
 

@@ -9,7 +9,7 @@ import time
 
 import redis as redis_lib
 
-from chat_server.queue import QueueKeeper
+from chat_server.queue_redis import QueueKeeper
 
 from .counsellor_helpers import StaffBrowser, create_staff
 from .test_scaling import _start_redis, own_redis  # noqa: F401 (a fixture)

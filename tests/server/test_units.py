@@ -69,6 +69,37 @@ async def test_memory_window_slides(monkeypatch):
         await limits.check_session("s")
 
 
+async def _both_limits(limits: ratelimit.RateLimits, address: str, session: str) -> str | None:
+    try:
+        await limits.check_message(address, session)
+    except RateLimited as exc:
+        return exc.detail
+    return None
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_one_call_checks_address_then_session_as_two_calls_would(kind, redis_url, redis_prefix):
+    """check_message (one EVALSHA in Redis) == check_address then check_session: the address is
+    counted first, a refused address counts nothing for the session, refused hits are not counted."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url) if kind == "redis" else None
+    counter = ratelimit.RedisCounter(client, redis_prefix) if client else ratelimit.MemoryCounter()
+    limits = ratelimit.RateLimits(counter, per_session_per_min=2, per_address_per_min=3)
+    try:
+        assert await _both_limits(limits, "10.0.0.1", "s1") is None
+        assert await _both_limits(limits, "10.0.0.1", "s1") is None
+        assert await _both_limits(limits, "10.0.0.1", "s1") == "session"  # the address counted its third
+        assert await _both_limits(limits, "10.0.0.1", "s2") == "address"  # s2 not counted
+        limits_after = ratelimit.RateLimits(counter, per_session_per_min=1, per_address_per_min=100)
+        assert await _both_limits(limits_after, "10.0.0.2", "s2") is None  # s2 had no hit yet
+        with pytest.raises(RateLimited):
+            await limits.check_session("s1")
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
 def test_every_error_has_a_text_in_every_language():
     assert set(ERROR_TEXTS) == set(ERROR_CODES)
     for code in ERROR_CODES:
