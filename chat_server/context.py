@@ -4,41 +4,56 @@ the server itself.
 ``app.ChatServer`` builds everything at start-up and is stored in the aiohttp
 application under ``SERVER_KEY``; the admin pages' state under ``ADMIN_KEY``.
 Handlers and services look them up through these keys and are typed against
-the protocols here, so this module imports nothing of the chat server's
-packages but the storage layer's types, and no import cycle runs through the
-application.
+the protocols here. This module imports the types of the shared parts (store,
+events, handoff, queue, presence) and nothing that looks the server up, so no
+import cycle runs through the application.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import socketio
 from aiohttp import web
+from redis import asyncio as aioredis
 
+from bot.policy import Bot
 from bot.settings import Settings
 
-if TYPE_CHECKING:
-    from chat_server.store.conversations import Conversations
+from .events import Events
+from .handoff import Handoff
+from .presence import Presence
+from .queue import HandoffQueue
+from .ratelimit import Network
+from .store.conversations import Conversations
+from .store.core import Store
 
 
 class ServerContext(Protocol):
-    """The parts of one chat server process that handlers use."""
+    """The parts of one started chat server process that handlers use.
+
+    ``auth`` (``staff.service.StaffAuth``), ``oidc``, ``callbacks`` and
+    ``counsellor`` stay untyped here: their modules look the server up through
+    this module, so importing them here would make a cycle. Handlers reach them
+    typed through their own packages (``staff.web.staff_auth(request)``,
+    ``counsellor.pages``).
+    """
 
     settings: Settings
-    sio: Any
-    events: Any
-    bot: Any
-    store: Any
+    sio: socketio.AsyncServer
+    events: Events
+    bot: Bot
+    store: Store
     conversations: Conversations
-    redis: Any
-    queue: Any
-    presence: Any
-    handoff: Any
+    redis: aioredis.Redis | None
+    queue: HandoffQueue
+    presence: Presence
+    handoff: Handoff
+    trusted_proxies: tuple[Network, ...]
     auth: Any
     oidc: Any
     callbacks: Any
     counsellor: Any
-    trusted_proxies: Any
 
 
 class AdminContext(Protocol):

@@ -149,8 +149,10 @@ class GuardedWebSocket(engineio_aiohttp.WebSocket):
                 return None  # as if the client had closed: the connection ends
 
 
-def _count_engineio_malformed(server: Any, connection: Any) -> bool:
-    """Count a dropped Engine.IO frame of a connection; True when the connection has to close."""
+def _count_engineio_malformed(server: object, connection: Any) -> bool:
+    """Count a dropped Engine.IO frame of a connection; True when the connection has to close.
+    ``server`` is whichever Engine.IO server object the connection holds: only its
+    ``polku_frame_stats``, when it has them, is read."""
     connection.polku_malformed = getattr(connection, "polku_malformed", 0) + 1
     stats = getattr(server, "polku_frame_stats", None)
     if stats is not None:
