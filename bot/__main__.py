@@ -21,7 +21,7 @@ from .rasa_server import (RASA_READY_TIMEOUT_SECS, RasaProcess, ensure_model, en
                           rasa_answers, start_missing_rasa, stop_all)
 from .settings import PROJECT_ROOT, Settings, SettingsError, settings_markdown
 from .training import TrainingError, latest_model, load_heldout, train
-from .types import DialogueState
+from .types import LANGUAGES, DialogueState
 
 DEFAULT_HELDOUT = PROJECT_ROOT / "tests" / "data" / "heldout.yml"
 DEFAULT_CRISIS_EVAL = PROJECT_ROOT / "tests" / "data" / "crisis_eval.yml"
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="show Rasa's output")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("parse", help="one message per line in, one JSON object per line out")
-    p.add_argument("--language", choices=["fi", "sv", "en"], help="the widget's language (tie-breaker)")
+    p.add_argument("--language", choices=LANGUAGES, help="the widget's language (tie-breaker)")
     p.set_defaults(func=cmd_parse)
     p = sub.add_parser("evaluate", help="per-intent and per-language precision/recall")
     p.add_argument("--heldout", default=str(DEFAULT_HELDOUT), help="held-out YAML (text, lang, intent)")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--errors", action="store_true", help="list the misclassified messages")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("shell", help="chat with the bot in the terminal")
-    p.add_argument("--language", choices=["fi", "sv", "en"])
+    p.add_argument("--language", choices=LANGUAGES)
     p.set_defaults(func=cmd_shell)
     sub.add_parser("serve-rasa", help="run the Rasa server on the newest model").set_defaults(func=cmd_serve_rasa)
     sub.add_parser("ensure-model", help="train a model when there is none").set_defaults(func=cmd_ensure_model)

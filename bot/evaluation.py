@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .content import Content
+from .types import LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Report:
         lines.append("By language:")
         for lang, (acc, n) in self.accuracy_by_language().items():
             lines.append(f"  {lang}: {acc:.1%} ({n} messages)")
-        langs = [lang for lang in ("fi", "sv", "en") if lang in self.accuracy_by_language()]
+        langs = [lang for lang in LANGUAGES if lang in self.accuracy_by_language()]
         header = f"\n{'intent':<30} {'prec':>6} {'recall':>6} {'n':>4}" + "".join(
             f"  {lang + ' P':>6} {lang + ' R':>6}" for lang in langs)
         lines.append(header)
@@ -194,7 +195,7 @@ class CrisisReport:
         return _share(hits, len(rows)), hits, len(rows)
 
     def languages(self) -> list[str]:
-        return [lang for lang in ("fi", "sv", "en") if any(o.case.language == lang for o in self.outcomes)]
+        return [lang for lang in LANGUAGES if any(o.case.language == lang for o in self.outcomes)]
 
     def categories(self, crisis: bool) -> list[str]:
         seen: list[str] = []

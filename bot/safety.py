@@ -34,6 +34,8 @@ from typing import Any, Literal
 import re2
 import yaml
 
+from .types import LANGUAGES, Language
+
 CrisisCategory = Literal[
     "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food"
 ]
@@ -44,7 +46,7 @@ CrisisCategory = Literal[
 CATEGORY_ORDER: tuple[CrisisCategory, ...] = (
     "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food",
 )
-LEXICON_LANGUAGES = ("fi", "sv", "en")
+LEXICON_LANGUAGES = LANGUAGES
 KINDS = ("statements", "topics")
 
 DEFAULT_LEXICON_PATH = Path(__file__).resolve().parent.parent / "training_data" / "crisis_lexicon.yml"
@@ -67,7 +69,7 @@ class CrisisHit:
     """A crisis lexicon match. `matched` is the normalised matched text, for logs and debugging only."""
 
     category: CrisisCategory
-    language: Literal["fi", "sv", "en"]
+    language: Language
     matched: str
 
 

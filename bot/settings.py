@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .types import LANGUAGES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -228,7 +230,7 @@ class Settings:
             else:
                 self._values[name] = setting.default
         lang = self._values["POLKU_DEFAULT_LANGUAGE"]
-        if lang not in ("fi", "sv", "en"):
+        if lang not in LANGUAGES:
             raise SettingsError(f"POLKU_DEFAULT_LANGUAGE must be fi, sv or en, not {lang!r}")
 
     def __getattr__(self, attr: str) -> Any:

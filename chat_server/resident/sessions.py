@@ -21,6 +21,8 @@ import struct
 import time
 from pathlib import Path
 
+from bot.types import LANGUAGES
+
 SESSION_ID_BYTES = 32
 # token_urlsafe(32) is 43 characters of the URL-safe base64 alphabet.
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -52,7 +54,7 @@ def hash_session_id(session_id: str) -> str:
 
 _ISSUED = struct.Struct(">I")
 _RANDOM_BYTES = 11
-_LANGUAGES = ("", "fi", "sv", "en")  # the language byte
+_LANGUAGES = ("", *LANGUAGES)  # the language byte (append new languages at the end)
 _TAG_BYTES = 16
 SESSION_KEY_BYTES = 32
 
@@ -84,7 +86,7 @@ class SessionIds:
         if not hmac.compare_digest(tag, self._tag(body)):
             return None
         lang = body[_ISSUED.size]
-        return float(_ISSUED.unpack(body[:_ISSUED.size])[0]), (_LANGUAGES[lang] or None) if lang < 4 else None
+        return float(_ISSUED.unpack(body[:_ISSUED.size])[0]), (_LANGUAGES[lang] or None) if lang < len(_LANGUAGES) else None
 
 
 def file_session_key(data_dir: Path) -> bytes:
