@@ -1,9 +1,8 @@
 // Topics (intents) with their examples and answers, and the system messages.
 
-import { LANG, languageName, t, topicName } from "./i18n.js";
+import { LANG, languageName, t, topicName, LANGUAGES } from "./i18n.js";
 import { api, clear, el, save } from "./ui.js";
 
-const LANGUAGES = ["fi", "sv", "en"];
 
 export async function loadContent() {
   return api("GET", "/admin/api/content");

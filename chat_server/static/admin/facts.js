@@ -1,10 +1,9 @@
 // Service facts (the {placeholders} of answers) and the machine-readable opening hours.
 
-import { languageName, t, topicName } from "./i18n.js";
+import { languageName, t, topicName, LANGUAGES } from "./i18n.js";
 import { api, el, save } from "./ui.js";
 import { loadContent } from "./content.js";
 
-const LANGUAGES = ["fi", "sv", "en"];
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 function usedIn(data, name) {

@@ -1,9 +1,8 @@
 // The change history: who changed what and when, with an undo button per change.
 
-import { formatTime, languageName, t, topicName } from "./i18n.js";
+import { formatTime, languageName, t, topicName, LANGUAGES } from "./i18n.js";
 import { ApiError, announce, api, attempt, el, tableWrap } from "./ui.js";
 
-const LANGUAGES = ["fi", "sv", "en"];
 
 function what(change) {
   const item = change.item || {};

@@ -370,6 +370,9 @@ const NAMES = {
   },
 };
 
+// The languages of content (training data, answers, facts), in the order the pages show them.
+export const LANGUAGES = ["fi", "sv", "en"];
+
 export let LANG = "fi";
 
 export function setLanguage(lang) {

@@ -1,10 +1,9 @@
 // Retraining with progress, the evaluation of the new model beside the current one,
 // activation, and the list of models (rollback by activating an older one).
 
-import { formatTime, percent, t, topicName } from "./i18n.js";
+import { formatTime, percent, t, topicName, LANGUAGES } from "./i18n.js";
 import { ApiError, announce, api, attempt, clear, el, tableWrap } from "./ui.js";
 
-const LANGUAGES = ["fi", "sv", "en"];
 const POLL_MS = 1000;
 
 export async function render(view) {
