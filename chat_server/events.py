@@ -2,7 +2,7 @@
 and to the counsellors' consoles (namespace "/counsellor").
 
 Called from the business logic (``resident/service.py``, ``handoff.py``,
-``counsellor.py``, ``callbacks.py``), for changes only after their
+``counsellor/service.py``, ``counsellor/callbacks.py``), for changes only after their
 transaction committed (``Transaction.on_commit``).
 Payload shapes are the ones in ``docs/protocol.md``; each has a builder
 function here so tests and docs check the same thing the server sends.

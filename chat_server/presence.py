@@ -3,7 +3,7 @@ and the grace period of a counsellor who lost their connection.
 
 A counsellor is online while a console of theirs is connected to the
 ``/counsellor`` namespace of some server process. Each process heartbeats the
-counsellors connected to it (``counsellor.py``, every
+counsellors connected to it (``counsellor/sweeps.py``, every
 ``PRESENCE_HEARTBEAT_SECS``) and says ``leave`` when the last of their
 sockets on it closes; a process that dies simply stops heartbeating, and its
 counsellors count as gone after ``PRESENCE_TTL_SECS``. ``last_seen`` tells

@@ -1,7 +1,7 @@
 """The Socket.IO namespace "/counsellor" of the console.
 
 Only a signed-in counsellor or admin connects: the connect is authenticated
-from the staff session cookie (``auth.py``) and refused otherwise. Every
+from the staff session cookie (``staff/web.py``) and refused otherwise. Every
 event is a request answered through the Socket.IO acknowledgement:
 ``{"ok": true, ...}`` or ``{"ok": false, "error": "<code>"}``. The handlers
 here are thin: check the payload (``protocol.py``), call the rule
