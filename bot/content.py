@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .hours import OpeningHours
+from .hours import OpeningHours, date_or_none
 from .safety import CrisisLexicon, LexiconError
 from .types import LANGUAGES, QuickReply, Reply
 
@@ -216,7 +216,7 @@ class Content:
         for name in self.facts:
             entry = self.fact_entries.get(name) or {}
             status = self.fact_status(name)
-            checked = _date_or_none(entry.get("checked"))
+            checked = date_or_none(entry.get("checked"))
             stale = status == "filled" and (checked is None or (today - checked).days > stale_after_days)
             rows.append({
                 "name": name, "status": status, "stale": stale,
@@ -342,7 +342,7 @@ def _provenance_problems(rid: str, entry: Mapping[str, Any]) -> list[str]:
     was last checked, YYYY-MM-DD), ``source`` (a list of http(s) URLs it was checked
     against) and ``rule_changed`` (a list of "YYYY-MM-DD: what changed" notes)."""
     problems: list[str] = []
-    if "checked" in entry and _date_or_none(entry["checked"]) is None:
+    if "checked" in entry and date_or_none(entry["checked"]) is None:
         problems.append(f"response {rid}: checked must be a date (YYYY-MM-DD)")
     if "source" in entry:
         sources = entry["source"]
@@ -360,7 +360,7 @@ def _provenance_problems(rid: str, entry: Mapping[str, Any]) -> list[str]:
         else:
             for note in notes:
                 day, sep, what = note.partition(":") if isinstance(note, str) else ("", "", "")
-                if not sep or _date_or_none(day) is None or not what.strip():
+                if not sep or date_or_none(day) is None or not what.strip():
                     problems.append(f"response {rid}: rule_changed note {note!r} needs the form "
                                     "\"YYYY-MM-DD: what changed\"")
     return problems
@@ -371,19 +371,6 @@ def _is_fill_in(value: Any) -> bool:
         return True
     text = str(value).strip().lower()
     return not text or any(mark in text for mark in FILL_IN_MARKS)
-
-
-def _date_or_none(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    return None
 
 
 def _append(out: list[str], sentence: str) -> None:

@@ -60,7 +60,8 @@ class Closure:
                 "reason": self.reason, "kind": self.kind, "channels": dict(self.channels)}
 
 
-def _as_date(value: Any, where: str) -> date:
+def date_or_none(value: Any) -> date | None:
+    """A date from YAML (a date, a datetime or "YYYY-MM-DD"), else None."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -69,7 +70,14 @@ def _as_date(value: Any, where: str) -> date:
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
-            pass
+            return None
+    return None
+
+
+def _as_date(value: Any, where: str) -> date:
+    day = date_or_none(value)
+    if day is not None:
+        return day
     raise HoursError(f"opening_hours.{where}: {value!r} is not a date (YYYY-MM-DD)")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from bot.content import TOPIC_INTENTS
 
 from ..errors import RequestRefused
+from ..untrusted_text import has_lone_surrogate
 
 COUNSELLOR_MESSAGE_MAX_CHARS = 4000
 NOTE_MAX_CHARS = 4000
@@ -46,19 +47,8 @@ def check_callback_id(data: Any) -> int:
     return _positive_id(data, "callback_id")
 
 
-def _has_lone_surrogate(value: str) -> bool:
-    """No database driver can encode one (it was a server_busy)."""
-    if value.isascii():
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _text(value: Any, max_chars: int, what: str) -> str:
-    if not isinstance(value, str) or not value.strip() or "\x00" in value or _has_lone_surrogate(value):
+    if not isinstance(value, str) or not value.strip() or "\x00" in value or has_lone_surrogate(value):
         raise RequestRefused("malformed_payload", f"{what} is empty or not a string")
     if len(value) > max_chars:
         raise RequestRefused("message_too_long", f"{what} > {max_chars} chars")

@@ -17,6 +17,7 @@ from bot.types import LANGUAGES
 
 from .. import i18n
 from ..errors import ERROR_CODES, MalformedPayload, MessageTooLong
+from ..untrusted_text import has_lone_surrogate
 
 log = logging.getLogger(__package__)
 
@@ -84,16 +85,6 @@ def check_session_request(data: Any) -> SessionRequest:
                           known_language(payload.get("language")))
 
 
-def _has_surrogate(text: str) -> bool:
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
     payload = _payload_dict(data)
     custom = payload.get("customData", payload.get("metadata"))
@@ -103,7 +94,7 @@ def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
         raise MalformedPayload("customData is not an object")
     client_id = custom.get("client_id", payload.get("client_id"))
     if client_id is not None and (not isinstance(client_id, str) or not client_id
-                                  or len(client_id) > CLIENT_ID_MAX_CHARS or _has_surrogate(client_id)):
+                                  or len(client_id) > CLIENT_ID_MAX_CHARS or has_lone_surrogate(client_id)):
         raise MalformedPayload("client_id is not a short string")
     if client_id is not None and "\x00" in client_id:  # PostgreSQL's text cannot hold NUL: server_busy before
         raise MalformedPayload("client_id contains NUL")
@@ -113,7 +104,7 @@ def check_user_uttered(data: Any, max_chars: int) -> ResidentMessage:
     # JSON may carry a lone UTF-16 surrogate ("\ud800"), which no database
     # driver can encode: it becomes U+FFFD, and the message is answered like
     # any other (a surrogate pair split in two code points is joined again).
-    if _has_surrogate(text):
+    if has_lone_surrogate(text):
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if not text.strip():
         raise MalformedPayload("message is empty", client_id=client_id)
