@@ -130,8 +130,12 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
     name, payload = await check(resident, "mitä nyt", want="handoff_state")
     assert payload["state"] == hs.QUEUED
     await anna.ok("pick_up", {"conversation_id": cid})
+    skip_pending(resident)  # the notices so far: the wait below is for the closing one
     await anna.ok("close", {"conversation_id": cid, "tags": ["housing_problem"]})
     assert await state_of(server, cid) == (hs.CLOSED, "normal")
+    # The closing notice reaches the resident after the counsellor's ack: wait for it, so that
+    # it is not taken for the answer to the next message.
+    await resident.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
     name, payload = await check(resident, "kiitos, vielä yks kysymys", want="bot_uttered")  # closed -> bot
     assert payload["metadata"]["sender"] == "bot"
     assert await state_of(server, cid) == (hs.BOT, "normal")
@@ -148,9 +152,13 @@ async def test_every_handoff_state_answers_a_resident_message(server, connect, s
                      "WHERE id = :c", c=other_id) if server.server.engine.dialect.name == "postgresql" else \
         await server.sql("UPDATE conversations SET last_activity_at = datetime(last_activity_at, '-1 hour') "
                          "WHERE id = :c", c=other_id)
+    skip_pending(other)  # what it got so far (its queue notice): the wait below is for the closing one
     await srv.counsellor_sweeps.sweep_abandoned()
     srv.counsellor_sweeps.abandon_after = timedelta(hours=4)
     assert await state_of(server, other_id) == (hs.CLOSED, "normal")
+    # Its closing notice is on its way (sent after the sweep's commit): wait for it, so that it
+    # is not taken for the answer to the next message.
+    await other.next("bot_uttered", lambda p: p["metadata"]["sender"] == "system")
     name, payload = await check(other, "oonko vielä jonossa", want="bot_uttered")
     assert payload["metadata"]["sender"] == "bot"
     await check(resident, "/request_counsellor")
