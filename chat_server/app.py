@@ -158,7 +158,7 @@ class ChatServer:
             content=ConsoleContent.load(Path(settings.training_data_dir) / "counsellor_snippets.yml"),
             grace_secs=settings.counsellor_grace_secs)
         self.counsellor = CounsellorChannel(
-            self.sio, service=counsellor_service, callbacks=self.callbacks, settings=settings,
+            self.sio, service=counsellor_service, callbacks=self.callbacks,
             handoff=self.handoff, events=self.events, auth=self.auth, presence=self.presence,
             own_origins=own_origins(settings))
         self.counsellor.register()

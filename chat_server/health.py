@@ -20,8 +20,7 @@ from aiohttp import web
 
 from .context import SERVER_KEY, ServerContext
 from .errors import BackendUnavailable
-from .ratelimit import client_address
-from .staff.web import current_staff
+from .staff.web import address_of, current_staff
 
 READY_CHECK_TIMEOUT_SECS = 2.0
 
@@ -117,9 +116,8 @@ async def _may_see_details(request: web.Request) -> bool:
     """Staff, or a client on this machine: the peer is loopback and no proxy forwarded the request
     (a proxy of POLKU_TRUSTED_PROXIES is looked through to the client it names)."""
 
-    server = request.app[SERVER_KEY]
     forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
-    address = client_address(request.remote, request.headers, server.trusted_proxies)
+    address = address_of(request)
     if _is_loopback(address) and (not forwarded or address != request.remote):
         return True
     try:

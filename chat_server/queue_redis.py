@@ -221,7 +221,6 @@ class QueueKeeper:
         self._wake = asyncio.Event()
         self._resend = False
         self._task: asyncio.Task | None = None
-        self.restored_at: float | None = None  # monotonic time of the last restore that added anything
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -287,7 +286,6 @@ class QueueKeeper:
             await self.queue.discard(strays)
             added = [cid for cid in added if cid in now_queued]
         if added:
-            self.restored_at = time.monotonic()
             log.warning("queue restored from the database: %d conversation(s) were missing from Redis%s",
                         len(added), " (Redis was emptied)" if emptied else "")
         if added or resend:

@@ -80,20 +80,15 @@ class RedisDown:
     def __init__(self, hold_secs: float = REDIS_DOWN_HOLD_SECS) -> None:
         self._hold_secs = hold_secs
         self._until = 0.0
-        self.since: float | None = None  # monotonic time of the first failure of this outage
 
     def __bool__(self) -> bool:
         return time.monotonic() < self._until
 
     def failed(self) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-        self._until = now + self._hold_secs
+        self._until = time.monotonic() + self._hold_secs
 
     def worked(self) -> None:
         self._until = 0.0
-        self.since = None
 
 
 class FallbackCounter:
@@ -101,10 +96,10 @@ class FallbackCounter:
     in this process's memory: residents keep being answered, and one address
     is still limited (per process) during the outage."""
 
-    def __init__(self, redis_counter, memory_counter, down: RedisDown | None = None) -> None:
+    def __init__(self, redis_counter, memory_counter) -> None:
         self._redis = redis_counter
         self._memory = memory_counter
-        self._down = down or RedisDown()
+        self._down = RedisDown()
         self._warned = False
 
     async def hit(self, key: str, limit: int) -> bool:

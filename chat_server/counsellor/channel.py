@@ -19,8 +19,6 @@ from typing import Any, Awaitable, Callable
 
 import socketio
 
-from bot.settings import Settings
-
 from .. import handoff as hs
 from ..staff.service import StaffAuth
 from ..staff.sessions import Staff
@@ -74,12 +72,11 @@ class CounsellorChannel:
     """Socket.IO handlers of "/counsellor": connections, and each request of a console."""
 
     def __init__(self, sio: socketio.AsyncServer, *, service: CounsellorService, callbacks: Callbacks,
-                 settings: Settings, handoff: Handoff, events: Events, auth: StaffAuth, presence: Presence,
+                 handoff: Handoff, events: Events, auth: StaffAuth, presence: Presence,
                  own_origins: set[str]) -> None:
         self.sio = sio
         self.service = service
         self.callbacks = callbacks
-        self.settings = settings
         self.handoff = handoff
         self.events = events
         self.auth = auth
@@ -150,7 +147,7 @@ class CounsellorChannel:
         if request is None or not self._origin_allowed(environ):
             raise socketio.exceptions.ConnectionRefusedError("forbidden_origin")
         try:
-            staff = await self.auth.session(session_cookie_token(request.cookies, self.settings))
+            staff = await self.auth.session(session_cookie_token(request.cookies))
         except BackendUnavailable:
             raise socketio.exceptions.ConnectionRefusedError("server_busy") from None
         if staff is None or not staff.has_role("counsellor"):

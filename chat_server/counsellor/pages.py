@@ -27,7 +27,6 @@ from bot.types import LANGUAGES
 
 from .. import i18n
 from ..context import ServerContext, server_of
-from ..errors import RequestRefused
 from ..numbers import parse_id
 from ..staff.csrf import csrf_token, staff_page_headers
 from ..staff.sessions import Staff
@@ -139,8 +138,6 @@ async def conversation_json(request: web.Request) -> web.StreamResponse:
         conversation, until = await service.do_view(staff, conversation_id)
     except ValueError:
         raise web.HTTPNotFound(text='{"error": "not_found"}', content_type="application/json") from None
-    except RequestRefused as exc:
-        return web.json_response({"error": exc.code}, status=exc.http_status, headers={"Cache-Control": "no-store"})
     body = await service.transcript(conversation, until)
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 

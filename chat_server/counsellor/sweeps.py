@@ -84,8 +84,9 @@ class CounsellorSweeps:
                 if await self._lead_sweep():
                     await self.sweep_grace()
                     await self.sweep_abandoned()
-                    await self._watch_availability()
-                    await self.sweep_unattended()
+                    online = await self.presence.online_count()  # one read for both
+                    await self._watch_availability(online)
+                    await self.sweep_unattended(online=online)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis or the database away for a moment: try again next round
@@ -143,15 +144,18 @@ class CounsellorSweeps:
                 log.info("conversation %s closed: queued without a word from the resident for %s",
                          conversation_id, self.abandon_after)
 
-    async def sweep_unattended(self, *, now: float | None = None) -> list[int]:
+    async def sweep_unattended(self, *, now: float | None = None, online: int | None = None) -> list[int]:
         """Never a queue nobody will read. When every counsellor has left (nobody online
         for POLKU_QUEUE_NOBODY_BACK_SECS after someone was), or nobody is online and no counsellor is
         expected today (the chat's hours are over), every normal queued conversation goes
         back to the bot and its resident is told (handoff_no_counsellors). Crisis chats
-        stay queued: a counsellor signing in sees them first. Returns the ones moved."""
+        stay queued: a counsellor signing in sees them first. Returns the ones moved.
+        ``online``: the count of counsellors online, when the caller has just read it."""
         now = time.monotonic() if now is None else now
         attendance = self.channel.attendance
-        if await self.presence.online_count() > 0:
+        if online is None:
+            online = await self.presence.online_count()
+        if online > 0:
             attendance.nobody_since, attendance.had_counsellors = None, True
             return []
         if attendance.nobody_since is None:
@@ -169,10 +173,10 @@ class CounsellorSweeps:
                      "every counsellor left" if all_left else "no counsellor expected today")
         return moved
 
-    async def _watch_availability(self) -> None:
+    async def _watch_availability(self, online: int) -> None:
         """Counsellors who vanished with a process, or the chat's hours beginning or ending, change
         every queued resident's state: tell them."""
-        now = (await self.presence.online_count(), self.handoff.is_open())
+        now = (online, self.handoff.is_open())
         if self._last_availability is not None and now != self._last_availability:
             await self.handoff.queue_changed()
         self._last_availability = now

@@ -37,6 +37,16 @@ def by_key(name: str) -> dict[str, dict[str, str]]:
     return {key: {language: texts[language][key] for language in LANGUAGES} for key in texts[LANGUAGES[0]]}
 
 
+def accept_language(header: str, max_chars: int | None = None) -> str | None:
+    """The first of LANGUAGES an Accept-Language header names (``fi-FI`` counts as ``fi``),
+    read in its first ``max_chars`` characters when given; None when it names none."""
+    for part in header[:max_chars].split(","):
+        tag = part.split(";", 1)[0].strip().lower()[:2]
+        if tag in LANGUAGES:
+            return tag
+    return None
+
+
 def missing() -> list[str]:
     """Keys some language lacks, as ``language:section.key`` (a test keeps this empty)."""
     reference = {(s, k) for lang in LANGUAGES for s, keys in _language(lang).items() for k in keys}

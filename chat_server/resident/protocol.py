@@ -138,11 +138,7 @@ def connect_language(auth: Any, headers: Any) -> str | None:
     if isinstance(auth, dict) and known_language(auth.get("language")):
         return auth["language"]
     accept = headers.get("Accept-Language", "") if headers is not None else ""
-    for part in str(accept)[:_ACCEPT_LANGUAGE_MAX_CHARS].split(","):
-        tag = part.split(";", 1)[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return None
+    return i18n.accept_language(str(accept), _ACCEPT_LANGUAGE_MAX_CHARS)
 
 
 # --- the error event's text ----------------------------------------------------------

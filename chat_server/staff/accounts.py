@@ -98,9 +98,6 @@ class Accounts:
     repo: StaffRepository
     passwords: Passwords
 
-    async def hash_password(self, password: str) -> str:
-        return await self.passwords.hash(password)
-
     async def create_user(self, username: str, display_name: str, role: str, password: str) -> StaffUser:
         username, display_name = check_username(username), check_display_name(display_name)
         role, password = check_role(role), check_password(password)

@@ -21,8 +21,7 @@ from aiohttp import web
 from bot.settings import Settings
 
 from .web import (
-    SAFE_METHODS, Handler, current_staff, request_is_https, secure_cookies, session_cookie_token, signed_in_staff,
-    staff_auth,
+    SAFE_METHODS, Handler, current_staff, pending_sign_in, request_is_https, secure_cookies, signed_in_staff,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ async def check_csrf(request: web.Request) -> None:
         staff = None if request.path in PENDING_PATHS else await current_staff(request)
         expected = staff.csrf if staff is not None else None
         if staff is None and request.path in (*PENDING_PATHS, "/logout"):
-            pending = await staff_auth(request).pending(session_cookie_token(request.cookies))
+            pending = await pending_sign_in(request)
             expected = pending.csrf if pending is not None else None
     given = await _given_csrf(request)
     if not expected or not given or not hmac.compare_digest(expected.encode(), given.encode()):

@@ -27,12 +27,13 @@ from .. import i18n
 from ..context import server_of
 from ..errors import AuthError, SignInThrottled, SsoError
 from . import totp
+from .throttle import wait_text_secs
 from .csrf import login_csrf_cookie, staff_page_headers
 from .oidc import OidcClient
 from .sessions import CSRF_TOKEN_BYTES, PendingSignIn
 from .web import (
-    LANGUAGE_NAMES, STATIC_DIR, address_of, cookie_name, current_staff, safe_next, secure_cookies, see_other,
-    session_cookie_token, set_language_cookie, set_session_cookie, staff_auth, ui_language,
+    LANGUAGE_NAMES, STATIC_DIR, address_of, cookie_name, current_staff, pending_sign_in, safe_next, secure_cookies,
+    see_other, set_language_cookie, set_session_cookie, staff_auth, ui_language,
 )
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def _alert(heading: str, text: str) -> str:
 
 def _error_text(t: dict[str, str], code: str, wait_secs: float | None = None) -> str:
     text = t.get(code, t["wrong_credentials"])
-    return text.replace("{secs}", str(max(1, int(wait_secs + 0.999)))) if wait_secs else text
+    return text.replace("{secs}", str(wait_text_secs(wait_secs))) if wait_secs else text
 
 
 def _html(body: str, status: int = 200) -> web.Response:
@@ -134,7 +135,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                            wait_secs=_wait_secs(exc))
         response = _html(body, exc.http_status)
         if isinstance(exc, SignInThrottled):
-            response.headers["Retry-After"] = str(max(1, int(exc.wait_secs + 0.999)))
+            response.headers["Retry-After"] = str(wait_text_secs(exc.wait_secs))
         set_session_cookie(response, request, login_csrf_cookie(request), csrf)
         return response
     step = "/login/second-factor" if pending.enrolled else "/login/enrol"
@@ -149,7 +150,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 
 async def _pending_or_back(request: web.Request) -> PendingSignIn:
-    pending = await staff_auth(request).pending(session_cookie_token(request.cookies))
+    pending = await pending_sign_in(request)
     if pending is None:
         raise web.HTTPSeeOther("/login?expired=1")
     return pending

@@ -16,7 +16,7 @@ from aiohttp import web
 from ..context import server_of
 from .csrf import staff_page_headers
 from .sessions import Staff
-from .web import address_of, cookie_name, current_staff, require_staff, see_other, session_cookie_token, staff_auth
+from .web import address_of, cookie_name, current_staff, pending_sign_in, require_staff, see_other, staff_auth
 
 
 async def _ended(request: web.Request, session_ids: list[int]) -> None:
@@ -35,7 +35,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         await auth.sign_out(staff)
         await _ended(request, [staff.session_id])
     else:
-        pending = await auth.pending(session_cookie_token(request.cookies))
+        pending = await pending_sign_in(request)
         if pending is None:
             raise web.HTTPUnauthorized(text='{"error": "not_signed_in"}', content_type="application/json")
         await auth.end_pending(pending)

@@ -24,7 +24,6 @@ one step, so parallel attempts cannot all slip through), in memory otherwise.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -158,4 +157,6 @@ class Throttle:
 
 
 def wait_text_secs(wait: float) -> int:
-    return max(1, math.ceil(wait))
+    """A wait in whole seconds as the sign-in page and Retry-After say it: at least 1,
+    rounded up (a wait a hair over a whole second, under 1 ms, is not a second more)."""
+    return max(1, int(wait + 0.999))

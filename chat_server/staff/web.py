@@ -27,7 +27,7 @@ from ..context import server_of
 from ..ratelimit import _is_trusted, client_address
 from ..store.staff_models import ROLES
 from .service import StaffAuth
-from .sessions import Staff
+from .sessions import PendingSignIn, Staff
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "console"
 
@@ -41,6 +41,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LANGUAGE_NAMES: dict[str, str] = {lang: texts["language_name"] for lang, texts in i18n.section("sign_in").items()}
 
 _STAFF_KEY: "web.RequestKey[Staff | None]" = web.RequestKey("polku_staff_lookup", object)
+_PENDING_KEY: "web.RequestKey[PendingSignIn | None]" = web.RequestKey("polku_pending_lookup", object)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -76,7 +77,7 @@ def cookie_name(settings_or_request: Settings | web.Request) -> str:
     return SECURE_COOKIE_NAME if secure_cookies(settings_or_request) else COOKIE_NAME
 
 
-def session_cookie_token(cookies: Mapping[str, str], settings: Settings | None = None) -> str | None:
+def session_cookie_token(cookies: Mapping[str, str]) -> str | None:
     """The session token of a request's cookies (the __Host- one first: it can only come over https)."""
     return cookies.get(SECURE_COOKIE_NAME) or cookies.get(COOKIE_NAME)
 
@@ -109,6 +110,14 @@ async def current_staff(request: web.Request) -> Staff | None:
     if _STAFF_KEY not in request:
         request[_STAFF_KEY] = await staff_auth(request).session(session_cookie_token(request.cookies))
     return request[_STAFF_KEY]
+
+
+async def pending_sign_in(request: web.Request) -> PendingSignIn | None:
+    """The request's sign-in that waits for its second factor, looked up once per request
+    (the CSRF check and the handler both need it)."""
+    if _PENDING_KEY not in request:
+        request[_PENDING_KEY] = await staff_auth(request).pending(session_cookie_token(request.cookies))
+    return request[_PENDING_KEY]
 
 
 def signed_in_staff(request: web.Request) -> Staff | None:
@@ -180,11 +189,8 @@ def ui_language(request: web.Request, default: str = LANGUAGES[0]) -> str:
     asked = request.query.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
     if asked in LANGUAGES:
         return asked
-    for part in request.headers.get("Accept-Language", "").split(","):
-        code = part.split(";")[0].strip().lower()[:2]
-        if code in LANGUAGES:
-            return code
-    return default if default in LANGUAGES else LANGUAGES[0]
+    return (i18n.accept_language(request.headers.get("Accept-Language", ""))
+            or (default if default in LANGUAGES else LANGUAGES[0]))
 
 
 def safe_next(value: str | None) -> str:

@@ -239,11 +239,6 @@ class Conversations:
         await tx.flush()
         return message
 
-    def add_guesses(self, tx: Transaction, message: Message, guesses: tuple[tuple[str, float], ...]) -> None:
-        """The model's best guesses for a stored (flushed) resident message, for the admin inbox."""
-        if guesses:
-            tx.session.add(MessageGuess(message_id=message.id, guesses=guess_list(guesses)))
-
     async def add_transition(self, tx: Transaction, conversation: Conversation, from_state: str, to_state: str,
                              actor: str, reason: str | None, at: datetime) -> HandoffTransition:
         row = HandoffTransition(conversation_id=conversation.id, from_state=from_state,
