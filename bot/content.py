@@ -226,7 +226,6 @@ class Content:
                 "source": entry.get("source"),
                 "confidence": entry.get("confidence"),
                 "has_fallback": entry.get("fallback") is not None,
-                "value": self.facts.get(name),
             })
         order = {"unfilled": 0, "example": 1, "filled": 2}
         rows.sort(key=lambda r: (order[r["status"]], not r["stale"], not r["crisis_path"], r["name"]))
