@@ -325,14 +325,15 @@ class Content:
 
 
 def split_fact_entries(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """service_facts.yml's ``facts`` as (name -> value, name -> whole entry)."""
+    """service_facts.yml's ``facts`` as (name -> value, name -> the entry's other keys)."""
     facts: dict[str, Any] = {}
     entries: dict[str, dict[str, Any]] = {}
     for name, entry in raw.items():
         if isinstance(entry, dict) and "value" in entry:
-            facts[name], entries[name] = entry.get("value"), dict(entry)
+            facts[name] = entry.get("value")
+            entries[name] = {key: item for key, item in entry.items() if key != "value"}
         else:
-            facts[name], entries[name] = entry, {"value": entry}
+            facts[name], entries[name] = entry, {}
     return facts, entries
 
 
