@@ -203,8 +203,7 @@ class Content:
     def usable(self, name: str, language: str) -> bool:
         """Whether ``{name}`` may be shown to a resident in ``language``."""
         real = self.fact_name(name, language)
-        return real is not None and self.fact_status(real) == "filled" and not _is_fill_in(
-            self.fact(real, language))
+        return real is not None and self.fact_status(real) == "filled"
 
     def fact_report(self, today: date | None = None,
                     stale_after_days: int = STALE_AFTER_DAYS) -> list[dict[str, Any]]:
