@@ -68,8 +68,7 @@ def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     try:
         return asyncio.run(run())
     finally:
-        for one in started:
-            one.stop()
+        stop_all(started)
 
 
 def cmd_parse(settings: Settings, args: argparse.Namespace) -> int:
