@@ -9,20 +9,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bot.content import Content, ContentError
+from bot.content import FILL_IN_MARKS as MARKERS, Content, ContentError
 from bot.hours import OpeningHours
 from bot.settings import PROJECT_ROOT
 from bot.types import LANGUAGES
 
 DATA = PROJECT_ROOT / "training_data"
 TZ = ZoneInfo("Europe/Helsinki")
-MARKERS = ("täydennä", "fill in", "fyll i", "[", "]", "{", "}")
 RUNTIME = {"position": 3, "wait_minutes": 7, "counsellor_name": "Aino"}
+_SHIPPED = Content.load(DATA)
 
 
 @pytest.fixture(scope="module")
 def content():
-    return Content.load(DATA)
+    return _SHIPPED
 
 
 def _copy(content: Content) -> Content:
@@ -140,9 +140,6 @@ def test_an_answer_fallback_must_exist_in_every_language(content):
     c.responses["thanks"]["fallbacks"] = {"polku_phone": {"fi": "Hei."}}
     with pytest.raises(ContentError, match="fallbacks.polku_phone needs a sentence in fi, sv and en"):
         c.validate()
-
-
-_SHIPPED = Content.load(DATA)
 
 
 @settings(max_examples=150, deadline=None)
