@@ -68,8 +68,7 @@ def _run_with_bot(settings: Settings, work, process: RasaProcess | None = None):
     try:
         return asyncio.run(run())
     finally:
-        for one in started:
-            one.stop()
+        stop_all(started)
 
 
 def cmd_parse(settings: Settings, args: argparse.Namespace) -> int:
@@ -252,8 +251,7 @@ def cmd_facts(settings: Settings, args: argparse.Namespace) -> int:
 
     content = Content.load(settings.training_data_dir)
     if args.json:
-        data = {key: [{k: v for k, v in row.items() if k != "value"} for row in rows]
-                for key, rows in needs_attention(content).items()}
+        data = needs_attention(content)
         data["unfilled_crisis_path"] = content.unfilled_crisis_facts()
         data["coming_closures"] = [c.to_json() for c in content.hours.closures(30)]
         data["example_opening_hours"] = content.hours.example

@@ -203,8 +203,7 @@ class Content:
     def usable(self, name: str, language: str) -> bool:
         """Whether ``{name}`` may be shown to a resident in ``language``."""
         real = self.fact_name(name, language)
-        return real is not None and self.fact_status(real) == "filled" and not _is_fill_in(
-            self.fact(real, language))
+        return real is not None and self.fact_status(real) == "filled"
 
     def fact_report(self, today: date | None = None,
                     stale_after_days: int = STALE_AFTER_DAYS) -> list[dict[str, Any]]:
@@ -226,7 +225,6 @@ class Content:
                 "source": entry.get("source"),
                 "confidence": entry.get("confidence"),
                 "has_fallback": entry.get("fallback") is not None,
-                "value": self.facts.get(name),
             })
         order = {"unfilled": 0, "example": 1, "filled": 2}
         rows.sort(key=lambda r: (order[r["status"]], not r["stale"], not r["crisis_path"], r["name"]))
@@ -326,14 +324,15 @@ class Content:
 
 
 def split_fact_entries(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """service_facts.yml's ``facts`` as (name -> value, name -> whole entry)."""
+    """service_facts.yml's ``facts`` as (name -> value, name -> the entry's other keys)."""
     facts: dict[str, Any] = {}
     entries: dict[str, dict[str, Any]] = {}
     for name, entry in raw.items():
         if isinstance(entry, dict) and "value" in entry:
-            facts[name], entries[name] = entry.get("value"), dict(entry)
+            facts[name] = entry.get("value")
+            entries[name] = {key: item for key, item in entry.items() if key != "value"}
         else:
-            facts[name], entries[name] = entry, {"value": entry}
+            facts[name], entries[name] = entry, {}
     return facts, entries
 
 

@@ -36,7 +36,6 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NON_CHANNEL_KEYS = frozenset({"timezone", "checked", "closed_dates", "exceptions", "public_holidays",
                               "holiday_language",
                               "status", "example", "source", "placeholder"})
-CHANNELS = ("chat", "phone", "walk_in")
 DEFAULT_TIMEZONE = "Europe/Helsinki"
 _SPAN = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d")
 # How far ahead next_opening() looks for an open day (long holiday seasons included).

@@ -240,20 +240,16 @@ class Bot:
     # -- answering ----------------------------------------------------------
     async def handle(self, text: str, state: DialogueState | None = None,
                      ui_language: str | None = None, *,
-                     counsellors_online: bool | None = None,
                      availability: AvailabilitySource | None = None) -> BotTurn:
         """Answer one resident message. Never raises because Rasa is down.
 
         ``availability`` (the chat server's): whether a counsellor can come now, is
         expected soon, and whether the chat already waits in the queue; or an async function
         that tells it, called only when the answer depends on it (most answers do not, and
-        asking costs the chat server a look at who is online). Without it,
-        ``counsellors_online`` (or, with neither, a counsellor counts as available)."""
+        asking costs the chat server a look at who is online). Without it, a counsellor
+        counts as available."""
         state = state or DialogueState()
-        told = availability is not None or counsellors_online is not None
-        if availability is None:
-            availability = Availability(now=True if counsellors_online is None else counsellors_online)
-        asked = _Asked(availability, told)
+        asked = _Asked(Availability(now=True) if availability is None else availability, availability is not None)
         parsed = await self.parse(text, ui_language, state.language, opening=state.turns == 0)
         lang = parsed.language
         state = state.evolve(language=lang, turns=state.turns + 1)

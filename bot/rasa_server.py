@@ -170,7 +170,6 @@ def ensure_rasa(settings: Settings, log=print) -> list[RasaProcess]:
         for process in processes:
             process.wait_ready()
     except BaseException:
-        for process in processes:
-            process.stop()
+        stop_all(processes)
         raise
     return processes

@@ -46,7 +46,6 @@ CrisisCategory = Literal[
 CATEGORY_ORDER: tuple[CrisisCategory, ...] = (
     "suicide", "self_harm", "acute_danger", "violence", "homeless_tonight", "no_food",
 )
-LEXICON_LANGUAGES = LANGUAGES
 KINDS = ("statements", "topics")
 
 DEFAULT_LEXICON_PATH = Path(__file__).resolve().parent.parent / "training_data" / "crisis_lexicon.yml"
@@ -260,10 +259,10 @@ class CrisisLexicon:
                 raise LexiconError(f"{name}: {category}: expected 'statements' and/or 'topics'")
             for kind in KINDS:
                 by_language = by_kind.get(kind) or {}
-                if not isinstance(by_language, dict) or set(by_language) - set(LEXICON_LANGUAGES):
+                if not isinstance(by_language, dict) or set(by_language) - set(LANGUAGES):
                     raise LexiconError(f"{name}: {category}.{kind}: expected languages fi, sv, en")
                 entries: list[_Entry] = []
-                for language in LEXICON_LANGUAGES:
+                for language in LANGUAGES:
                     items = by_language.get(language) or []
                     if not isinstance(items, list):
                         raise LexiconError(f"{name}: {category}.{kind}.{language}: expected a list of entries")
@@ -278,7 +277,7 @@ class CrisisLexicon:
         if not groups:
             raise LexiconError(f"{name}: no entries")
         not_acute_doc = document.get("not_acute_context") or {}
-        if not isinstance(not_acute_doc, dict) or set(not_acute_doc) - set(LEXICON_LANGUAGES):
+        if not isinstance(not_acute_doc, dict) or set(not_acute_doc) - set(LANGUAGES):
             raise LexiconError(f"{name}: not_acute_context must map fi, sv, en to lists of phrases")
         phrases = []
         for language, items in not_acute_doc.items():
@@ -296,7 +295,7 @@ class CrisisLexicon:
         risk: list[tuple[CrisisCategory, Any]] = []
         for category in CATEGORY_ORDER:
             by_language = risk_doc.get(category) or {}
-            if not isinstance(by_language, dict) or set(by_language) - set(LEXICON_LANGUAGES):
+            if not isinstance(by_language, dict) or set(by_language) - set(LANGUAGES):
                 raise LexiconError(f"{name}: risk_words.{category}: expected languages fi, sv, en")
             words = []
             for language, items in by_language.items():

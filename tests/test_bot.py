@@ -11,7 +11,7 @@ from bot.content import CONTRACT_INTENTS, Content
 from bot.policy import Bot
 from bot.rasa_server import free_port
 from bot.settings import PROJECT_ROOT, Settings
-from bot.types import DialogueState
+from bot.types import Availability, DialogueState
 
 pytestmark = pytest.mark.rasa
 
@@ -182,7 +182,7 @@ def test_evaluate_cli_prints_per_intent_and_language_figures(rasa_url):
 @pytest.mark.parametrize("online,expected", [(True, "polku_chat_open"), (False, "polku_chat_closed")])
 async def test_polku_contact_says_whether_counsellors_are_online(bot, online, expected):
     turn = await bot.handle("milloin polku on auki ja mikä on puhelinnumero", DialogueState(),
-                            counsellors_online=online)
+                            availability=Availability(now=online))
     assert turn.parse.intent == "polku_contact"
     assert [r.response_id for r in turn.replies] == ["polku_contact", expected]
 

@@ -9,20 +9,20 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bot.content import Content, ContentError
+from bot.content import FILL_IN_MARKS as MARKERS, Content, ContentError
 from bot.hours import OpeningHours
 from bot.settings import PROJECT_ROOT
 from bot.types import LANGUAGES
 
 DATA = PROJECT_ROOT / "training_data"
 TZ = ZoneInfo("Europe/Helsinki")
-MARKERS = ("täydennä", "fill in", "fyll i", "[", "]", "{", "}")
 RUNTIME = {"position": 3, "wait_minutes": 7, "counsellor_name": "Aino"}
+_SHIPPED = Content.load(DATA)
 
 
 @pytest.fixture(scope="module")
 def content():
-    return Content.load(DATA)
+    return _SHIPPED
 
 
 def _copy(content: Content) -> Content:
@@ -68,7 +68,6 @@ def test_shipped_facts_fill_the_national_ones_and_mark_the_area_ones(content):
 def test_a_sentence_needing_an_unfilled_fact_is_left_out(content):
     c = _copy(content)
     c.facts["polku_phone"] = "03 123 4567"
-    c.fact_entries["polku_phone"] = {**c.fact_entries["polku_phone"], "value": "03 123 4567"}
     del c.fact_entries["polku_phone"]["placeholder"]
     assert "03 123 4567" in c.reply("become_client", "fi").text
     c.fact_entries["polku_phone"]["placeholder"] = True
@@ -89,8 +88,6 @@ def test_an_unfilled_crisis_fact_is_replaced_by_the_safe_112_sentence(content):
     assert "Sosiaalipäivystykseen saat yhteyden ympäri vuorokauden hätänumeron 112 kautta." in fi
     # Filled, the area's number is shown instead of the general sentence.
     c.facts["emergency_social_services_phone"] = "044 000 0000"
-    c.fact_entries["emergency_social_services_phone"] = {
-        **c.fact_entries["emergency_social_services_phone"], "value": "044 000 0000"}
     del c.fact_entries["emergency_social_services_phone"]["placeholder"]
     fi = c.reply("handoff_crisis_unavailable", "fi").text
     assert "044 000 0000" in fi and "hätänumeron 112 kautta" not in fi
@@ -99,7 +96,7 @@ def test_an_unfilled_crisis_fact_is_replaced_by_the_safe_112_sentence(content):
 def test_a_value_with_a_fill_in_mark_is_never_shown_even_unflagged(content):
     c = _copy(content)
     c.facts["crisis_helpline_phone_fi"] = "[numero – täydennä]"
-    c.fact_entries["crisis_helpline_phone_fi"] = {"value": c.facts["crisis_helpline_phone_fi"], "scope": "national"}
+    c.fact_entries["crisis_helpline_phone_fi"] = {"scope": "national"}
     text = c.reply("crisis", "fi").text
     assert "täydennä" not in text and "[" not in text
     assert "crisis_helpline_phone_fi" in c.unfilled_crisis_facts()
@@ -143,9 +140,6 @@ def test_an_answer_fallback_must_exist_in_every_language(content):
     c.responses["thanks"]["fallbacks"] = {"polku_phone": {"fi": "Hei."}}
     with pytest.raises(ContentError, match="fallbacks.polku_phone needs a sentence in fi, sv and en"):
         c.validate()
-
-
-_SHIPPED = Content.load(DATA)
 
 
 @settings(max_examples=150, deadline=None)

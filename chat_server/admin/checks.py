@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bot.content import CONTRACT_INTENTS, RUNTIME_PLACEHOLDERS
-from bot.hours import NON_CHANNEL_KEYS, HoursError, OpeningHours
+from bot.hours import NON_CHANNEL_KEYS, WEEKDAYS, HoursError, OpeningHours
 from bot.policy import SYSTEM_PAYLOADS
 from bot.redact import holds_personal_data
 from bot.types import LANGUAGES
@@ -27,7 +27,6 @@ MAX_ANSWER_CHARS = 1200
 MAX_QUICK_REPLIES = 3
 MAX_TITLE_CHARS = 60
 PAYLOAD_TARGETS = frozenset(CONTRACT_INTENTS) | SYSTEM_PAYLOADS
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _HOURS = re.compile(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d")

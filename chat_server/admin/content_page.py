@@ -45,7 +45,7 @@ def content_view(data: TrainingData, version: int) -> dict[str, Any]:
 def _facts_attention(data: TrainingData) -> dict[str, Any]:
     try:
         content = data.to_content()
-        report = [{k: v for k, v in row.items() if k != "value"} for row in content.fact_report()]
+        report = content.fact_report()
         closures = [c.to_json() for c in content.hours.closures(30)]
         example_hours = content.hours.example
         crisis = content.unfilled_crisis_facts()
