@@ -75,14 +75,15 @@ def add_arguments(parser) -> None:
 class Inbox:
     """Events of one socket, awaited in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_secs: float = EVENT_TIMEOUT_SECS) -> None:
         self.queue: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
+        self.timeout_secs = timeout_secs
 
     def record(self, event: str, payload: object) -> None:
         self.queue.put_nowait((event, payload, time.perf_counter()))
 
     async def wait(self, event: str, where=None) -> tuple[object, float]:
-        async with asyncio.timeout(EVENT_TIMEOUT_SECS):
+        async with asyncio.timeout(self.timeout_secs):
             while True:
                 name, payload, at = await self.queue.get()
                 if name == event and (where is None or where(payload)):
