@@ -23,20 +23,27 @@ TOTP_SECRETS: dict[tuple[str, str], str] = {}
 _LAST_STEP: dict[str, int] = {}
 
 
-async def next_code(secret: str) -> str:
+def unused_code(secret: str) -> str | None:
     """The code an authenticator shows, for a time step this secret has not used yet
-    (the server refuses a step twice; it accepts one step ahead)."""
+    (the server refuses a step twice; it accepts one step ahead); None while both the
+    current step and the next are used (wait a second and ask again)."""
     import pyotp
 
     totp = pyotp.TOTP(secret)
-    while True:
-        step = totp.timecode(datetime.now(timezone.utc))
-        last = _LAST_STEP.get(secret, -1)
-        for candidate in (step, step + 1):
-            if candidate > last:
-                _LAST_STEP[secret] = candidate
-                return totp.generate_otp(candidate)
+    step = totp.timecode(datetime.now(timezone.utc))
+    last = _LAST_STEP.get(secret, -1)
+    for candidate in (step, step + 1):
+        if candidate > last:
+            _LAST_STEP[secret] = candidate
+            return totp.generate_otp(candidate)
+    return None
+
+
+async def next_code(secret: str) -> str:
+    """unused_code, waiting for a step this secret has not used yet."""
+    while (code := unused_code(secret)) is None:
         await asyncio.sleep(1)
+    return code
 
 
 def last_used_code(secret: str) -> str:
