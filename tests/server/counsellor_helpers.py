@@ -89,16 +89,15 @@ class StaffBrowser:
             body = await response.text()
         return _CSRF_FIELD_RE.search(body).group(1)
 
-    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303,
-                      second_factor: bool = True) -> aiohttp.ClientResponse:
-        """The sign-in form, then (when the password was right and ``second_factor``) the
+    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303) -> aiohttp.ClientResponse:
+        """The sign-in form, then (when the password was right) the
         second factor as a person does it: the enrolment page's secret into the
         "authenticator" at the first sign-in, its code. ``expect`` is the password
         step's status (303: on to the second factor); the answer returned is the
         last one (the second factor's 303 to the page, with the session cookie)."""
         response = await self.password_step(username, password)
         assert response.status == expect, f"sign-in answered {response.status}, expected {expect}"
-        if response.status == 303 and second_factor:
+        if response.status == 303:
             done = await self.second_factor_step(username, response.headers["Location"])
             assert done.status == 303, f"second factor answered {done.status}"
             return done
