@@ -64,6 +64,15 @@ def proc_cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and has not exited (a zombie, not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def proc_runqueue_wait_secs(pid: int) -> float:
     """Seconds the process's threads have waited for a CPU while runnable (/proc/<pid>/task/*/schedstat):
     on a shared machine this shows how much other tenants kept the server off the cores."""

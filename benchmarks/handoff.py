@@ -46,7 +46,7 @@ import socketio
 from bot.rasa_server import free_port
 from bot.settings import Settings
 
-from .chat_servers import ChatServerProcess
+from .chat_servers import ChatServerProcess, proc_cpu_secs
 from .stats import percentile, summary_ms
 
 PG_ADMIN_DSN = os.environ.get("HANDOFF_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -75,14 +75,15 @@ def add_arguments(parser) -> None:
 class Inbox:
     """Events of one socket, awaited in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_secs: float = EVENT_TIMEOUT_SECS) -> None:
         self.queue: asyncio.Queue[tuple[str, object, float]] = asyncio.Queue()
+        self.timeout_secs = timeout_secs
 
     def record(self, event: str, payload: object) -> None:
         self.queue.put_nowait((event, payload, time.perf_counter()))
 
     async def wait(self, event: str, where=None) -> tuple[object, float]:
-        async with asyncio.timeout(EVENT_TIMEOUT_SECS):
+        async with asyncio.timeout(self.timeout_secs):
             while True:
                 name, payload, at = await self.queue.get()
                 if name == event and (where is None or where(payload)):
@@ -243,16 +244,6 @@ class Traffic:
         return self.last
 
 
-def _cpu_secs(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes so far."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 async def _queued(url: str, traffic: Traffic) -> tuple[socketio.AsyncClient, str]:
     """A resident who asked for a person, counted in ``traffic`` from then on."""
     sio = socketio.AsyncClient(reconnection=False)
@@ -302,10 +293,10 @@ async def _queue_fanout(a: ChatServerProcess, b: ChatServerProcess, size: int, c
     try:
         print(f"Queue fan-out: {size} residents queued (half on each process), {consoles_n} consoles "
               f"connected (PostgreSQL + Redis):")
-        cpu0, started = _cpu_secs(pids), time.perf_counter()
+        cpu0, started = sum(map(proc_cpu_secs, pids)), time.perf_counter()
         await asyncio.gather(*(join(i) for i in range(size)))
         ended = max(await residents_traffic.quiet(), consoles_traffic.last)
-        line(f"filling the queue to {size} ({size} joins)", started, ended, _cpu_secs(pids) - cpu0, size)
+        line(f"filling the queue to {size} ({size} joins)", started, ended, sum(map(proc_cpu_secs, pids)) - cpu0, size)
         lost = sum(1 for sio, _ in residents if not sio.connected)
         if lost:
             print(f"  {lost} of {size} residents lost their socket meanwhile (pings unanswered: servers overloaded)")
@@ -315,7 +306,7 @@ async def _queue_fanout(a: ChatServerProcess, b: ChatServerProcess, size: int, c
         hello = await _call(consoles[0], "hello", {})
         print(f"  a console's hello: {len(json.dumps(hello['queue'])) / 1e3:,.1f} KB of queue, "
               f"{len(hello['queue']['conversations'])} conversations listed")
-        cpu0, started = _cpu_secs(pids), time.perf_counter()
+        cpu0, started = sum(map(proc_cpu_secs, pids)), time.perf_counter()
         done, failed = 0, []
         for i in range(changes):
             kind = i % 3
@@ -344,7 +335,7 @@ async def _queue_fanout(a: ChatServerProcess, b: ChatServerProcess, size: int, c
             print(f"  {len(failed)} changes failed (no answer in {EVENT_TIMEOUT_SECS:.0f} s): {failed[:5]}")
         ended = max(await residents_traffic.quiet(), consoles_traffic.last)
         line(f"{done} changes (pick up the front, join, leave from the middle, in turn)", started, ended,
-             _cpu_secs(pids) - cpu0, done)
+             sum(map(proc_cpu_secs, pids)) - cpu0, done)
     finally:
         await asyncio.gather(*(sio.disconnect() for sio, _ in residents), return_exceptions=True)
         for console in consoles:

@@ -51,6 +51,7 @@ import socketio
 
 from bot.settings import Settings
 
+from .handoff import Inbox
 from .roundtrips_probe import PROBE, Call, FixedNlu, TimedNlu, install_probe
 
 EVENT_TIMEOUT_SECS = 15.0
@@ -66,21 +67,6 @@ class Phase:
     name: str
     messages: list[list[Call]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue = asyncio.Queue()
-
-    def record(self, event: str, payload: Any) -> None:
-        self.queue.put_nowait((event, payload, time.perf_counter()))
-
-    async def wait(self, event: str, where: Callable[[Any], bool] | None = None) -> tuple[Any, float]:
-        async with asyncio.timeout(EVENT_TIMEOUT_SECS):
-            while True:
-                name, payload, at = await self.queue.get()
-                if name == event and (where is None or where(payload)):
-                    return payload, at
 
 
 def _count_handlers(sio: socketio.AsyncServer) -> None:
@@ -163,7 +149,7 @@ async def run_backend(kind: str, messages: int, rasa_url: str | None, log: Calla
             "first message of a session", "resident message, bot answers", "resident asks for a counsellor",
             "resident message while queued", "counsellor message", "resident message to the counsellor")}
         resident = socketio.AsyncClient(reconnection=False)
-        inbox = Inbox()
+        inbox = Inbox(EVENT_TIMEOUT_SECS)
         resident.on("*", lambda event, *args: inbox.record(event, args[0] if args else None))
         console = None
         try:
@@ -185,7 +171,7 @@ async def run_backend(kind: str, messages: int, rasa_url: str | None, log: Calla
             await server.auth.create_user("bench01", "Ohjaaja", "counsellor", PASSWORD)
             async with aiohttp.ClientSession() as http:
                 console = await _console(http, url, "bench01")
-            console_inbox = Inbox()
+            console_inbox = Inbox(EVENT_TIMEOUT_SECS)
             console.on("*", lambda event, *args: console_inbox.record(event, args[0] if args else None),
                        namespace="/counsellor")
             await _settled()

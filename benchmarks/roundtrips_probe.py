@@ -5,7 +5,6 @@ PostgreSQL, Redis, SQLite's thread or the NLU, and a fixed-intent NLU."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import time
@@ -133,12 +132,9 @@ def install_probe() -> None:
                 lambda self, *a, **k: "pipeline[" + " ".join(str(c[0][0]).upper() for c in self.command_stack) + "]")
     # Name the Lua scripts after the module constants that hold them.
     from chat_server import queue_redis, ratelimit
-    for module in (queue_redis, ratelimit):
+    from chat_server.staff import throttle
+    for module in (queue_redis, ratelimit, throttle):
         for attr, value in vars(module).items():
-            if attr.endswith("_LUA") and isinstance(value, str):
-                scripts[hashlib.sha1(value.encode()).hexdigest()] = attr.strip("_").removesuffix("_LUA").lower()
-    for extra in _extra_script_modules():
-        for attr, value in vars(extra).items():
             if attr.endswith("_LUA") and isinstance(value, str):
                 scripts[hashlib.sha1(value.encode()).hexdigest()] = attr.strip("_").removesuffix("_LUA").lower()
 
@@ -176,17 +172,6 @@ def install_probe() -> None:
     if not getattr(original_get, "_polku_probe", False):
         timed_get._polku_probe = True  # type: ignore[attr-defined]
         AsyncAdaptedQueuePool._do_get = timed_get
-
-
-def _extra_script_modules() -> list:
-    """Modules beside queue and ratelimit that hold Lua scripts (split modules included)."""
-    import importlib
-    found = []
-    for name in ("chat_server.queue_redis", "chat_server.sessions", "chat_server.presence",
-                 "chat_server.staff.throttle"):
-        with contextlib.suppress(ImportError):
-            found.append(importlib.import_module(name))
-    return found
 
 
 # --- the NLU ----------------------------------------------------------------------------

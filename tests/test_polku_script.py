@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.chat_servers import pid_alive
 from bot.rasa_server import free_port
 from bot.settings import PROJECT_ROOT
 
@@ -56,14 +57,6 @@ def _descendants(pid: int) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _answers(url: str) -> bool:
@@ -128,9 +121,9 @@ def test_start_stops_everything_it_started(rasa_model, tmp_path, stop_signal, ra
         began = time.monotonic()
         os.killpg(script.pid, stop_signal)
         script.wait(timeout=STOP_WITHIN_SECS)
-        while any(_alive(pid) for pid in started) and time.monotonic() - began < STOP_WITHIN_SECS:
+        while any(pid_alive(pid) for pid in started) and time.monotonic() - began < STOP_WITHIN_SECS:
             time.sleep(0.2)
-        left = [pid for pid in started if _alive(pid)]
+        left = [pid for pid in started if pid_alive(pid)]
         output = out_path.read_text()
         assert not left, f"still running: {left}\n{output}"
         assert _port_free(port) and all(_port_free(p) for p in rasa_ports)
@@ -154,13 +147,13 @@ def test_a_rasa_process_does_not_outlive_a_killed_serve_rasa():
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     try:
-        assert _alive(child)
+        assert pid_alive(child)
         parent.kill()
         parent.wait()
         deadline = time.monotonic() + 5
-        while _alive(child) and time.monotonic() < deadline:
+        while pid_alive(child) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(child)
+        assert not pid_alive(child)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signal.SIGKILL)

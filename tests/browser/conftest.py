@@ -65,6 +65,15 @@ class ChatServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def create_user(self, username: str, display_name: str, role: str, password: str) -> None:
+        """A staff account, made as an operator does (``python -m chat_server users create``)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "chat_server", "users", "create", "--username", username,
+             "--display-name", display_name, "--role", role, "--password-stdin"],
+            cwd=PROJECT_ROOT, env=self.env, input=password + "\n", capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
     def start(self) -> "ChatServerProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")

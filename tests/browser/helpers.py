@@ -181,26 +181,21 @@ def all_session_storage(page: Page) -> str:
 # --- the second factor of staff sign-in ----------------------------------------------------
 
 # The tests' authenticator app: the TOTP secret each account enrolled (by server URL and
-# username), and the last time step each secret used (the server takes a step only once).
+# username); the last time step each secret used is kept by next_totp_code's unused_code.
 TOTP_SECRETS: dict[tuple[str, str], str] = {}
-_LAST_STEP: dict[str, int] = {}
 
 
 def next_totp_code(secret: str) -> str:
-    """The authenticator's code, for a time step not used yet (one step ahead is accepted)."""
+    """The authenticator's code, for a time step not used yet (one step ahead is accepted):
+    the server tests' authenticator (tests/server/counsellor_helpers.unused_code), waited for
+    without an event loop."""
     import time
-    from datetime import datetime, timezone
 
-    import pyotp
+    from tests.server.counsellor_helpers import unused_code
 
-    totp = pyotp.TOTP(secret)
-    while True:
-        step = totp.timecode(datetime.now(timezone.utc))
-        for candidate in (step, step + 1):
-            if candidate > _LAST_STEP.get(secret, -1):
-                _LAST_STEP[secret] = candidate
-                return totp.generate_otp(candidate)
+    while (code := unused_code(secret)) is None:
         time.sleep(1)
+    return code
 
 
 def second_factor(page: Page, base_url: str, username: str) -> list[str]:

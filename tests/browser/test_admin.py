@@ -14,8 +14,6 @@ import json
 import queue
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -52,11 +50,7 @@ def admin_server(rasa_url, rasa_model, tmp_path_factory):
     server = ChatServerProcess(base / "chat", rasa_url, POLKU_TRAINING_DATA_DIR=str(training),
                                POLKU_MODEL_DIR=str(base / "models"), POLKU_RASA_TIMEOUT_SECS="3")
     server.start()
-    created = subprocess.run(
-        [sys.executable, "-m", "chat_server", "users", "create", "--username", USERNAME,
-         "--display-name", "Testi Ylläpitäjä", "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, capture_output=True, cwd=PROJECT_ROOT, env=server.env, timeout=60)
-    assert created.returncode == 0, created.stderr
+    server.create_user(USERNAME, "Testi Ylläpitäjä", "admin", PASSWORD)
     server.training = training
     try:
         yield server
@@ -315,12 +309,7 @@ def test_exporting_a_conversation_asks_for_the_code_again(new_page, rasa_url, tm
     """A sensitive action after POLKU_STAFF_REAUTH_MINUTES: the page asks for the
     authenticator's code in a dialog, refuses a wrong one, and goes on with the right one."""
     server = ChatServerProcess(tmp_path / "reauth-chat", rasa_url, POLKU_STAFF_REAUTH_MINUTES=str(3 / 60))
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    created = subprocess.run(
-        [sys.executable, "-m", "chat_server", "users", "create", "--username", USERNAME,
-         "--display-name", "Testi Ylläpitäjä", "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, capture_output=True, cwd=PROJECT_ROOT, env=server.env, timeout=60)
-    assert created.returncode == 0, created.stderr
+    server.create_user(USERNAME, "Testi Ylläpitäjä", "admin", PASSWORD)
     server.start()
     try:
         page = new_page(bypass_csp=True)  # axe is injected

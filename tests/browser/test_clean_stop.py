@@ -5,13 +5,8 @@ they were (the resident's session, the counsellor's sign-in)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from playwright.sync_api import expect
-
-from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
 from .helpers import (
@@ -26,12 +21,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def restartable_server(widget_bundle, browser_rasa_url, tmp_path):
     server = ChatServerProcess(tmp_path / "chat", browser_rasa_url, POLKU_CHAT_ALWAYS_OPEN="1")
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "chat_server", "users", "create", "--username", "anna", "--display-name", "Anna",
-         "--role", "counsellor", "--password-stdin"],
-        cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    server.create_user("anna", "Anna", "counsellor", PASSWORD)
     server.start()
     try:
         yield server

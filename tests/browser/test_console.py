@@ -8,15 +8,11 @@ keyboard and reflow at 200 % zoom."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from datetime import datetime, timedelta
 
 import pytest
 import socketio
 from playwright.sync_api import expect
-
-from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
 from .helpers import (
@@ -34,13 +30,8 @@ def console_server(widget_bundle, browser_rasa_url, tmp_path_factory):
     """A chat server of this module's own, with counsellor Anna (and the chat open at any hour)."""
     server = ChatServerProcess(tmp_path_factory.mktemp("console-chat"), browser_rasa_url,
                                POLKU_CHAT_ALWAYS_OPEN="1")
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    for username, name, role in (("anna", "Anna", "counsellor"), ("ville", "Ville", "admin")):
-        done = subprocess.run(
-            [sys.executable, "-m", "chat_server", "users", "create", "--username", username,
-             "--display-name", name, "--role", role, "--password-stdin"],
-            cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
+    server.create_user("anna", "Anna", "counsellor", PASSWORD)
+    server.create_user("ville", "Ville", "admin", PASSWORD)
     server.start()
     try:
         yield server
@@ -366,12 +357,7 @@ def test_an_idle_console_warns_lets_the_user_stay_then_signs_out(new_page, widge
     """Idle timeout of 70 s: the warning comes a minute before (10 s in), "stay signed in"
     starts the time again, and left alone the console ends on the sign-in page."""
     server = ChatServerProcess(tmp_path / "idle-chat", browser_rasa_url, POLKU_STAFF_IDLE_MINUTES=str(70 / 60))
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "chat_server", "users", "create", "--username", "anna", "--display-name", "Anna",
-         "--role", "counsellor", "--password-stdin"],
-        cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    server.create_user("anna", "Anna", "counsellor", PASSWORD)
     server.start()
     try:
         page = new_page(bypass_csp=True)

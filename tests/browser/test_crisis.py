@@ -9,8 +9,6 @@ POLKU_BROWSER_RASA=closed too.)"""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import expect
@@ -39,12 +37,7 @@ def crisis_server(widget_bundle, browser_rasa_url, tmp_path_factory):
     """A chat server of this module's own, with counsellor Anna (the chat open at any hour)."""
     server = ChatServerProcess(tmp_path_factory.mktemp("crisis-chat"), browser_rasa_url,
                                POLKU_CHAT_ALWAYS_OPEN="1")
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "chat_server", "users", "create", "--username", "anna",
-         "--display-name", "Anna", "--role", "counsellor", "--password-stdin"],
-        cwd=PROJECT_ROOT, env=server.env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
+    server.create_user("anna", "Anna", "counsellor", PASSWORD)
     server.start()
     try:
         yield server

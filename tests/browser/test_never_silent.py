@@ -19,7 +19,7 @@ from bot.settings import PROJECT_ROOT
 
 from .conftest import ChatServerProcess
 from .helpers import (
-    ANSWERS_AFTER_RESIDENT, MESSAGES, RESIDENT_MESSAGES, open_demo, open_with_keyboard, run_axe, send_with_enter,
+    MESSAGES, RESIDENT_MESSAGES, open_demo, open_with_keyboard, run_axe, send_with_enter,
     session_value, wait_for_answer, wait_for_welcome,
 )
 
@@ -71,10 +71,6 @@ def open_server(widget_bundle, browser_rasa_url, tmp_path_factory):
         yield server
     finally:
         server.stop()
-
-
-def _answers(page):
-    return page.locator(ANSWERS_AFTER_RESIDENT)
 
 
 def _ask_for_a_person(page, request_text: str, button: str, answered) -> None:

@@ -20,7 +20,7 @@ import pytest
 
 from bot.settings import Settings
 
-from .counsellor_helpers import StaffBrowser
+from .counsellor_helpers import StaffBrowser, create_staff
 from .helpers import OWN_BOT, ResidentClient, RunningServer, free_port, start_server
 
 HERE = Path(__file__).resolve().parent
@@ -148,3 +148,25 @@ async def browsers():
     yield _open
     for browser in opened:
         await browser.close()
+
+
+@pytest.fixture
+async def staff(browsers):
+    """staff(server, username, **create_staff_kwargs) -> a new staff account's console, signed in
+    (both factors) and past "hello"; its browser is closed after the test."""
+
+    async def _console(server, username: str, **kwargs: Any):
+        await create_staff(server, username, **kwargs)
+        browser = browsers(server)
+        await browser.sign_in(username)
+        console = await browser.open_console()
+        await console.ok("hello")
+        return console
+
+    return _console
+
+
+@pytest.fixture
+async def console(server, staff):
+    """The console of counsellor "anna" (Anna) on ``server``."""
+    return await staff(server, "anna", display_name="Anna")

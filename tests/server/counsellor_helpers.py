@@ -23,20 +23,27 @@ TOTP_SECRETS: dict[tuple[str, str], str] = {}
 _LAST_STEP: dict[str, int] = {}
 
 
-async def next_code(secret: str) -> str:
+def unused_code(secret: str) -> str | None:
     """The code an authenticator shows, for a time step this secret has not used yet
-    (the server refuses a step twice; it accepts one step ahead)."""
+    (the server refuses a step twice; it accepts one step ahead); None while both the
+    current step and the next are used (wait a second and ask again)."""
     import pyotp
 
     totp = pyotp.TOTP(secret)
-    while True:
-        step = totp.timecode(datetime.now(timezone.utc))
-        last = _LAST_STEP.get(secret, -1)
-        for candidate in (step, step + 1):
-            if candidate > last:
-                _LAST_STEP[secret] = candidate
-                return totp.generate_otp(candidate)
+    step = totp.timecode(datetime.now(timezone.utc))
+    last = _LAST_STEP.get(secret, -1)
+    for candidate in (step, step + 1):
+        if candidate > last:
+            _LAST_STEP[secret] = candidate
+            return totp.generate_otp(candidate)
+    return None
+
+
+async def next_code(secret: str) -> str:
+    """unused_code, waiting for a step this secret has not used yet."""
+    while (code := unused_code(secret)) is None:
         await asyncio.sleep(1)
+    return code
 
 
 def last_used_code(secret: str) -> str:
@@ -82,16 +89,15 @@ class StaffBrowser:
             body = await response.text()
         return _CSRF_FIELD_RE.search(body).group(1)
 
-    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303,
-                      second_factor: bool = True) -> aiohttp.ClientResponse:
-        """The sign-in form, then (when the password was right and ``second_factor``) the
+    async def sign_in(self, username: str, password: str = PASSWORD, *, expect: int = 303) -> aiohttp.ClientResponse:
+        """The sign-in form, then (when the password was right) the
         second factor as a person does it: the enrolment page's secret into the
         "authenticator" at the first sign-in, its code. ``expect`` is the password
         step's status (303: on to the second factor); the answer returned is the
         last one (the second factor's 303 to the page, with the session cookie)."""
         response = await self.password_step(username, password)
         assert response.status == expect, f"sign-in answered {response.status}, expected {expect}"
-        if response.status == 303 and second_factor:
+        if response.status == 303:
             done = await self.second_factor_step(username, response.headers["Location"])
             assert done.status == 303, f"second factor answered {done.status}"
             return done

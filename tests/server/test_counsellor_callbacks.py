@@ -6,22 +6,9 @@ from __future__ import annotations
 
 import logging
 
-import pytest
-
-from .counsellor_helpers import StaffBrowser, conversation_id_of, create_staff, queued_resident
+from .counsellor_helpers import StaffBrowser, conversation_id_of, queued_resident
 
 PHONE = "040 765 4321"
-
-
-@pytest.fixture
-async def console(server):
-    await create_staff(server, "anna", display_name="Anna")
-    browser = StaffBrowser(server)
-    await browser.sign_in("anna")
-    console = await browser.open_console()
-    await console.ok("hello")
-    yield console
-    await browser.close()
 
 
 async def test_callback_request_flow(server, connect, console, caplog):

@@ -45,6 +45,7 @@ import pytest
 import redis as redis_lib
 import socketio
 
+from benchmarks.chat_servers import pid_alive
 from bot.content import Content
 from bot.rasa_server import RasaProcess, rasa_answers
 from bot.settings import PROJECT_ROOT, Settings
@@ -112,20 +113,12 @@ class PrivatePostgres:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def destroy(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class ChatProcess:

@@ -6,19 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from .counsellor_helpers import StaffBrowser, conversation_id_of, create_staff, queued_resident
+from .counsellor_helpers import conversation_id_of, queued_resident
 from .raw_socketio import LogCapture
-
-
-@pytest.fixture
-async def console(server):
-    await create_staff(server, "anna", display_name="Anna")
-    browser = StaffBrowser(server)
-    await browser.sign_in("anna")
-    console = await browser.open_console()
-    await console.ok("hello")
-    yield console
-    await browser.close()
 
 
 @pytest.mark.parametrize("client_id", ["\x00", "viesti-\x00-1"])

@@ -47,24 +47,6 @@ async def state_of(server, cid: int) -> tuple[str, str]:
     return rows[0]
 
 
-@pytest.fixture
-async def staff():
-    opened: list[StaffBrowser] = []
-
-    async def _console(server, name: str):
-        await create_staff(server, name)
-        browser = StaffBrowser(server)
-        opened.append(browser)
-        await browser.sign_in(name)
-        console = await browser.open_console()
-        await console.ok("hello")
-        return console
-
-    yield _console
-    for browser in opened:
-        await browser.close()
-
-
 async def test_every_handoff_state_answers_a_resident_message(server, connect, staff):
     srv = server.server
     timings: list[float] = []
