@@ -179,7 +179,18 @@ MAX_RESTARTS = 3
 RESTART_WINDOW_SECS = 300.0
 
 
+_stopping = False
+
+
 def _interrupt(signum, frame):
+    # The first signal stops; the ones after it (Ctrl-C twice, or SIGTERM to the whole
+    # process group and then from ./polku's trap) do nothing, so they cannot cut the stop
+    # short and leave a Rasa running. (Ignoring them with signal.signal came too late when
+    # the second one was already pending: a traceback, and the stop skipped.)
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise KeyboardInterrupt
 
 
@@ -188,6 +199,8 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     one process for each of POLKU_RASA_URL's servers that does not answer yet. A
     process that exits, before it is ready or after, is started again on the newest
     model file (the one an activation made newest) while the others go on answering."""
+    global _stopping
+    _stopping = False
     # Stopped by SIGTERM like by Ctrl-C: the Rasa processes are stopped too. SIGINT
     # explicitly: a background job of a script (./polku start) starts with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -227,10 +240,7 @@ def cmd_serve_rasa(settings: Settings, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        # A second signal (Ctrl-C twice, or SIGTERM to the whole process group and
-        # then from ./polku's trap) must not cut the stop short and leave a Rasa running.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stopping = True  # stopping on an error too: signals meanwhile do nothing (see _interrupt)
         stop_all(processes)
     return 0
 
