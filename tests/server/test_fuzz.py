@@ -130,7 +130,7 @@ def test_fuzzed_events_and_frames_crash_nothing(request, backend):
             _say(victim, f"Nimeni on {VICTIM_SECRET}", "victim-1")
         finally:
             victim.close()
-        with HealthWatch(server.url, interval=0.1) as watch:  # the event loop never stalls meanwhile
+        with HealthWatch(server.url, interval=0.05) as watch:  # the event loop never stalls meanwhile
             findings = fuzz(server.url, examples=EXAMPLES[backend], secrets_=(VICTIM_SECRET,))
         # The victim comes back (a new socket, as after a reload): the session and its history survived.
         back = FuzzSocket(server.url)
